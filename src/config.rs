@@ -1,0 +1,490 @@
+//! The `mailops.toml` config tree: loaded, checked, every problem reported at once.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+
+/// The whole configuration file.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `[database]`
+    pub database: Database,
+    /// `[lmtp]`
+    pub lmtp: Lmtp,
+    /// `[inbound]`
+    pub inbound: Inbound,
+    /// `[postfix]`
+    pub postfix: Postfix,
+}
+
+/// `[database]`: where PostgreSQL is.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Database {
+    /// A libpq-style URL; `MAILOPS_DATABASE_URL` or `DATABASE_URL` override it.
+    pub url: String,
+    /// Connections kept in the pool.
+    #[serde(default = "default_pool_size")]
+    pub pool_size: usize,
+}
+
+/// `[lmtp]`: the LMTP listener Postfix delivers to.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Lmtp {
+    /// `unix:/path/to.sock` or `host:port`.
+    pub listen: Listen,
+    /// Largest message accepted, in octets (also Postfix's `message_size_limit`).
+    #[serde(default = "default_max_message_size")]
+    pub max_message_size: u64,
+    /// Recipients accepted in one transaction; more get `452 4.5.3`.
+    #[serde(default = "default_max_recipients")]
+    pub max_recipients: usize,
+    /// Seconds a client may stay silent before `421`.
+    #[serde(default = "default_idle_timeout_s")]
+    pub idle_timeout_s: u64,
+    /// Connections served at once; more get `421` and are closed.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Group that owns the unix socket (mode 0660); Postfix's `mail_owner` must be in it.
+    #[serde(default = "default_socket_group")]
+    pub socket_group: String,
+}
+
+/// Where the LMTP server listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Listen {
+    /// A unix domain socket at this path.
+    Unix(PathBuf),
+    /// A TCP address.
+    Tcp(SocketAddr),
+}
+
+/// `[inbound]`: which addresses mail is accepted for.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Inbound {
+    /// Domains mail is accepted for, fully qualified, lower case.
+    pub authorized_domains: Vec<String>,
+    /// Local part of the events address (`notify@<domain>`).
+    #[serde(default = "default_notify_local_part")]
+    pub notify_local_part: String,
+}
+
+/// `[postfix]`: what the generated Postfix configuration says.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Postfix {
+    /// Address and port the Postfix SMTP server listens on.
+    #[serde(default = "default_smtpd_listen")]
+    pub smtpd_listen: SocketAddr,
+    /// Networks allowed to relay through Postfix, in CIDR notation.
+    #[serde(default = "default_mynetworks")]
+    pub mynetworks: Vec<String>,
+    /// Certificate chain (PEM) for inbound STARTTLS; with `tls_key_file`, STARTTLS is offered.
+    pub tls_cert_file: Option<PathBuf>,
+    /// Private key (PEM) for `tls_cert_file`.
+    pub tls_key_file: Option<PathBuf>,
+    /// Postfix's `myhostname`; defaults to the first authorized domain.
+    pub myhostname: Option<String>,
+    /// Postfix's `queue_directory`.
+    #[serde(default = "default_queue_directory")]
+    pub queue_directory: PathBuf,
+    /// Postfix's `data_directory`.
+    #[serde(default = "default_data_directory")]
+    pub data_directory: PathBuf,
+    /// When set, Postfix logs to this file (through `postlogd`) instead of syslog.
+    pub maillog_file: Option<PathBuf>,
+}
+
+fn default_pool_size() -> usize {
+    16
+}
+fn default_max_message_size() -> u64 {
+    26_214_400
+}
+fn default_max_recipients() -> usize {
+    1000
+}
+fn default_idle_timeout_s() -> u64 {
+    300
+}
+fn default_max_connections() -> usize {
+    256
+}
+fn default_socket_group() -> String {
+    "postfix".into()
+}
+fn default_notify_local_part() -> String {
+    "notify".into()
+}
+fn default_smtpd_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 25))
+}
+fn default_mynetworks() -> Vec<String> {
+    vec!["127.0.0.0/8".into(), "::1/128".into()]
+}
+fn default_queue_directory() -> PathBuf {
+    "/var/spool/postfix".into()
+}
+fn default_data_directory() -> PathBuf {
+    "/var/lib/postfix".into()
+}
+
+impl<'de> Deserialize<'de> for Listen {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl std::str::FromStr for Listen {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if let Some(path) = s.strip_prefix("unix:") {
+            if !path.starts_with('/') {
+                return Err(format!("unix socket path must be absolute, got {path:?}"));
+            }
+            return Ok(Listen::Unix(path.into()));
+        }
+        s.parse()
+            .map(Listen::Tcp)
+            .map_err(|_| format!("expected \"unix:/path\" or \"host:port\", got {s:?}"))
+    }
+}
+
+impl fmt::Display for Listen {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Listen::Unix(p) => write!(f, "unix:{}", p.display()),
+            Listen::Tcp(a) => write!(f, "{a}"),
+        }
+    }
+}
+
+/// Everything wrong with a config file, one line per problem.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file was read but is wrong; each entry names its key.
+    #[error("invalid configuration {}:\n  {}", path.display(), problems.join("\n  "))]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// One line per problem.
+        problems: Vec<String>,
+    },
+}
+
+impl Config {
+    /// Reads and checks `path`, applying the database URL from the environment.
+    pub fn load(path: &Path) -> Result<Config, Error> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+            path: path.into(),
+            source,
+        })?;
+        let env_url = std::env::var("MAILOPS_DATABASE_URL")
+            .or_else(|_| std::env::var("DATABASE_URL"))
+            .ok()
+            .filter(|u| !u.is_empty());
+        Config::parse(&text, env_url).map_err(|problems| Error::Invalid {
+            path: path.into(),
+            problems,
+        })
+    }
+
+    /// Parses and checks config text; `database_url` (from the environment) wins over the file.
+    pub fn parse(text: &str, database_url: Option<String>) -> Result<Config, Vec<String>> {
+        let mut problems = Vec::new();
+        let mut table: toml::Table = match text.parse() {
+            Ok(t) => t,
+            Err(e) => return Err(vec![e.to_string()]),
+        };
+        if let Some(url) = database_url {
+            let db = table
+                .entry("database")
+                .or_insert_with(|| toml::Value::Table(Default::default()));
+            if let toml::Value::Table(db) = db {
+                db.insert("url".into(), toml::Value::String(url));
+            }
+        }
+        let database = section::<Database>(&mut table, "database", &mut problems);
+        let lmtp = section::<Lmtp>(&mut table, "lmtp", &mut problems);
+        let inbound = section::<Inbound>(&mut table, "inbound", &mut problems);
+        let postfix = section::<Postfix>(&mut table, "postfix", &mut problems);
+        for key in table.keys() {
+            problems.push(format!("{key}: unknown section"));
+        }
+        let (Some(database), Some(lmtp), Some(inbound), Some(postfix)) =
+            (database, lmtp, inbound, postfix)
+        else {
+            return Err(problems);
+        };
+        let mut config = Config {
+            database,
+            lmtp,
+            inbound,
+            postfix,
+        };
+        config.check(&mut problems);
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(problems)
+        }
+    }
+
+    /// Checks values serde cannot, normalising case where the check allows it.
+    fn check(&mut self, problems: &mut Vec<String>) {
+        if self.database.pool_size == 0 {
+            problems.push("database.pool_size: must be at least 1".into());
+        }
+        if self.lmtp.max_message_size < 1024 {
+            problems.push("lmtp.max_message_size: must be at least 1024 octets".into());
+        }
+        if self.lmtp.max_recipients == 0 {
+            problems.push("lmtp.max_recipients: must be at least 1".into());
+        }
+        if self.lmtp.max_connections == 0 {
+            problems.push("lmtp.max_connections: must be at least 1".into());
+        }
+        if self.lmtp.idle_timeout_s == 0 {
+            problems.push("lmtp.idle_timeout_s: must be at least 1".into());
+        }
+        if self.inbound.authorized_domains.is_empty() {
+            problems.push("inbound.authorized_domains: at least one domain is needed".into());
+        }
+        for domain in &mut self.inbound.authorized_domains {
+            *domain = domain.to_ascii_lowercase();
+            if let Err(why) = check_domain(domain) {
+                problems.push(format!("inbound.authorized_domains: {domain:?} {why}"));
+            }
+        }
+        let local = &mut self.inbound.notify_local_part;
+        *local = local.to_ascii_lowercase();
+        if !is_dot_atom(local) {
+            problems.push(format!(
+                "inbound.notify_local_part: {local:?} is not a valid local part"
+            ));
+        }
+        for net in &self.postfix.mynetworks {
+            if let Err(why) = parse_cidr(net) {
+                problems.push(format!("postfix.mynetworks: {net:?} {why}"));
+            }
+        }
+        match (&self.postfix.tls_cert_file, &self.postfix.tls_key_file) {
+            (Some(_), None) => {
+                problems.push("postfix.tls_key_file: needed with postfix.tls_cert_file".into())
+            }
+            (None, Some(_)) => {
+                problems.push("postfix.tls_cert_file: needed with postfix.tls_key_file".into())
+            }
+            _ => {}
+        }
+        if let Some(host) = &self.postfix.myhostname {
+            if let Err(why) = check_domain(host) {
+                problems.push(format!("postfix.myhostname: {host:?} {why}"));
+            }
+        }
+        for (key, dir) in [
+            ("postfix.queue_directory", &self.postfix.queue_directory),
+            ("postfix.data_directory", &self.postfix.data_directory),
+        ] {
+            if !dir.is_absolute() {
+                problems.push(format!("{key}: must be an absolute path"));
+            }
+        }
+    }
+
+    /// The host name Postfix announces.
+    pub fn myhostname(&self) -> &str {
+        self.postfix
+            .myhostname
+            .as_deref()
+            .unwrap_or(&self.inbound.authorized_domains[0])
+    }
+}
+
+/// Deserializes one `[section]`, recording every unknown key and the first type error.
+fn section<T: DeserializeOwned>(
+    table: &mut toml::Table,
+    name: &str,
+    problems: &mut Vec<String>,
+) -> Option<T> {
+    let value = table
+        .remove(name)
+        .unwrap_or_else(|| toml::Value::Table(Default::default()));
+    let mut unknown = Vec::new();
+    let result = serde_ignored::deserialize(value, |path| unknown.push(path.to_string()));
+    problems.extend(
+        unknown
+            .into_iter()
+            .map(|key| format!("{name}.{key}: unknown key")),
+    );
+    match result {
+        Ok(v) => Some(v),
+        Err(e) => {
+            problems.push(format!("[{name}]: {}", e.to_string().trim()));
+            None
+        }
+    }
+}
+
+/// A fully qualified domain name of at most 64 characters (SL1's limit for authorized domains).
+fn check_domain(domain: &str) -> Result<(), &'static str> {
+    if domain.len() > 64 {
+        return Err("is longer than 64 characters");
+    }
+    let labels: Vec<&str> = domain.split('.').collect();
+    if labels.len() < 2 {
+        return Err("is not fully qualified");
+    }
+    let label_ok = |l: &&str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    };
+    if labels.iter().all(label_ok) {
+        Ok(())
+    } else {
+        Err("is not a valid domain name")
+    }
+}
+
+/// RFC 5322 §3.2.3 dot-atom: atext runs separated by single dots.
+fn is_dot_atom(s: &str) -> bool {
+    const SPECIALS: &[u8] = b"!#$%&'*+-/=?^_`{|}~";
+    !s.is_empty()
+        && s.split('.').all(|atom| {
+            !atom.is_empty()
+                && atom
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || SPECIALS.contains(&b))
+        })
+}
+
+/// Parses `address/prefix`; Postfix wants IPv6 networks written `[addr]/prefix`.
+pub fn parse_cidr(net: &str) -> Result<(IpAddr, u8), &'static str> {
+    let (addr, prefix) = net
+        .split_once('/')
+        .ok_or("is not in address/prefix notation")?;
+    let addr: IpAddr = addr
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .map_err(|_| "has an invalid address")?;
+    let prefix: u8 = prefix.parse().map_err(|_| "has an invalid prefix")?;
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    if prefix > max {
+        return Err("has a prefix longer than the address");
+    }
+    Ok((addr, prefix))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[database]
+url = "postgres://mailops@127.0.0.1:5432/mailops"
+[lmtp]
+listen = "unix:/run/mailops/lmtp.sock"
+max_message_size = 26214400
+[inbound]
+authorized_domains = ["Mon.Example.com"]
+notify_local_part = "notify"
+[postfix]
+smtpd_listen = "127.0.0.1:2525"
+mynetworks = ["127.0.0.0/8", "[::1]/128"]
+"#;
+
+    #[test]
+    fn good_config_parses_and_normalises() {
+        let c = Config::parse(GOOD, None).expect("valid");
+        assert_eq!(c.inbound.authorized_domains, ["mon.example.com"]);
+        assert_eq!(c.lmtp.listen, Listen::Unix("/run/mailops/lmtp.sock".into()));
+        assert_eq!(c.postfix.smtpd_listen.port(), 2525);
+        assert_eq!(c.myhostname(), "mon.example.com");
+    }
+
+    #[test]
+    fn environment_url_wins() {
+        let c = Config::parse(GOOD, Some("postgres://other/db".into())).expect("valid");
+        assert_eq!(c.database.url, "postgres://other/db");
+    }
+
+    #[test]
+    fn the_shipped_example_is_valid() {
+        let text = include_str!("../mailops.example.toml");
+        Config::parse(text, None).expect("example config is valid");
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_key() {
+        let text = r#"
+[database]
+url = "postgres://x/y"
+colour = "blue"
+[lmtp]
+listen = "tcp:nowhere"
+[inbound]
+authorized_domains = ["localhost", "a-very-long-label-that-goes-on.and-on-and-on-and-on-and-on.example.com"]
+notify_local_part = "no tify"
+lmtp_extra = 1
+[postfix]
+mynetworks = ["10.0.0.0/40"]
+tls_cert_file = "/etc/cert.pem"
+[extra]
+"#;
+        let problems = Config::parse(text, None).unwrap_err();
+        let joined = problems.join("\n");
+        for needle in [
+            "database.colour: unknown key",
+            "inbound.lmtp_extra: unknown key",
+            "[lmtp]:",
+            "extra: unknown section",
+        ] {
+            assert!(
+                joined.contains(needle),
+                "{needle:?} missing from:\n{joined}"
+            );
+        }
+
+        // With the syntax problems fixed, the value checks all report together.
+        let text = text
+            .replace("colour = \"blue\"\n", "")
+            .replace("lmtp_extra = 1\n", "")
+            .replace("tcp:nowhere", "127.0.0.1:2424")
+            .replace("[extra]\n", "");
+        let problems = Config::parse(&text, None).unwrap_err();
+        assert_eq!(
+            problems,
+            [
+                "inbound.authorized_domains: \"localhost\" is not fully qualified",
+                "inbound.authorized_domains: \"a-very-long-label-that-goes-on.and-on-and-on-and-on-and-on.example.com\" is longer than 64 characters",
+                "inbound.notify_local_part: \"no tify\" is not a valid local part",
+                "postfix.mynetworks: \"10.0.0.0/40\" has a prefix longer than the address",
+                "postfix.tls_key_file: needed with postfix.tls_cert_file",
+            ]
+        );
+    }
+
+    #[test]
+    fn listen_forms() {
+        assert_eq!(
+            "127.0.0.1:2424".parse::<Listen>(),
+            Ok(Listen::Tcp("127.0.0.1:2424".parse().unwrap()))
+        );
+        assert!("unix:relative.sock".parse::<Listen>().is_err());
+        assert!("localhost".parse::<Listen>().is_err());
+    }
+}

@@ -1,0 +1,94 @@
+//! One parse of a message's raw bytes into what every pipeline needs.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use mail_parser::MessageParser;
+
+/// What mailops reads out of a message, parsed once per delivery.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Message {
+    /// Whether mail-parser could read the message; when not, every field is `None`.
+    pub parsed: bool,
+    /// `Message-ID`, without angle brackets.
+    pub message_id: Option<String>,
+    /// The decoded `Subject`.
+    pub subject: Option<String>,
+    /// The first address in `From`.
+    pub from_address: Option<String>,
+}
+
+impl Message {
+    /// Parses `raw`. A message that cannot be parsed, even one that makes the parser panic,
+    /// gives `parsed: false` rather than an error: it is still stored and accepted.
+    pub fn parse(raw: &[u8]) -> Message {
+        let parsed = catch_unwind(AssertUnwindSafe(|| {
+            MessageParser::default().parse(raw).map(|m| Message {
+                parsed: true,
+                message_id: m.message_id().map(text),
+                subject: m.subject().map(text),
+                from_address: m.from().and_then(|a| a.first()?.address()).map(text),
+            })
+        }));
+        match parsed {
+            Ok(Some(message)) => message,
+            Ok(None) => Message::default(),
+            Err(_) => {
+                tracing::error!(
+                    size = raw.len(),
+                    "the message parser panicked; storing the message unparsed"
+                );
+                Message::default()
+            }
+        }
+    }
+}
+
+/// Text as PostgreSQL can store it: without NUL characters.
+pub fn text(s: &str) -> String {
+    s.replace('\0', "")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_ids_subject_and_from() {
+        let raw = b"From: \"Backup Server\" <Veeam@Example.com>\r\n\
+Subject: =?UTF-8?B?QmFja3VwIGpvYiDinJQ=?=\r\n\
+Message-ID: <abc.123@example.com>\r\n\
+\r\n\
+Job finished.\r\n";
+        let m = Message::parse(raw);
+        assert_eq!(
+            m,
+            Message {
+                parsed: true,
+                message_id: Some("abc.123@example.com".into()),
+                subject: Some("Backup job \u{2714}".into()),
+                from_address: Some("Veeam@Example.com".into()),
+            }
+        );
+    }
+
+    #[test]
+    fn headers_without_values_are_none() {
+        let m = Message::parse(b"X-Other: 1\r\n\r\nbody\r\n");
+        assert!(m.parsed);
+        assert_eq!(
+            (m.message_id, m.subject, m.from_address),
+            (None, None, None)
+        );
+    }
+
+    #[test]
+    fn nothing_to_parse_is_unparsed_not_an_error() {
+        assert_eq!(Message::parse(b""), Message::default());
+    }
+
+    #[test]
+    fn nul_characters_are_dropped() {
+        let m = Message::parse(b"Subject: a\0b\r\n\r\nx\r\n");
+        assert_eq!(m.subject.as_deref(), Some("ab"));
+    }
+}

@@ -1,0 +1,100 @@
+//! `mailops serve`: wait for the database, load the recipients, run the LMTP server until shutdown.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use deadpool_postgres::Pool;
+
+use crate::config::Config;
+use crate::delivery::Delivery;
+use crate::route::{self, Router};
+use crate::{lmtp, store};
+
+/// Why `serve` could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The database is unusable in a way waiting will not fix.
+    #[error(transparent)]
+    Store(#[from] store::Error),
+    /// The listener could not be bound or failed.
+    #[error("lmtp listener {listen}: {source}")]
+    Listen {
+        /// The configured address.
+        listen: String,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// The LMTP limits the config asks for.
+pub fn limits(config: &Config) -> lmtp::Limits {
+    let c = &config.lmtp;
+    lmtp::Limits {
+        max_message_size: usize::try_from(c.max_message_size).unwrap_or(usize::MAX),
+        max_recipients: c.max_recipients,
+        idle_timeout: Duration::from_secs(c.idle_timeout_s),
+        max_connections: c.max_connections,
+        ..lmtp::Limits::default()
+    }
+}
+
+/// Writes the config's own recipients into `config_recipients` (what Postfix looks up).
+pub async fn sync_recipients(config: &Config, pool: &Pool) -> Result<(), store::Error> {
+    store::migrate::check(pool).await?;
+    store::recipients::sync(pool, &route::config_recipients(&config.inbound)).await
+}
+
+/// Runs the service until `shutdown` completes, then lets transactions in flight finish.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
+    let pool = store::pool(&config.database.url, config.database.pool_size)?;
+    let mut shutdown = std::pin::pin!(shutdown);
+    let router = tokio::select! {
+        router = wait_for_database(&config, &pool) => router?,
+        () = &mut shutdown => return Ok(()),
+    };
+    tracing::info!(addresses = router.len(), "recipients loaded");
+    let listener = lmtp::Listener::bind(&config.lmtp.listen, &config.lmtp.socket_group)
+        .await
+        .map_err(|source| Error::Listen {
+            listen: config.lmtp.listen.to_string(),
+            source,
+        })?;
+    tracing::info!(listen = %listener.local_addr_string(), "lmtp listening");
+    let backend = Arc::new(Delivery::new(pool, router));
+    lmtp::serve(
+        listener,
+        backend,
+        limits(&config),
+        config.myhostname().to_string(),
+        shutdown,
+    )
+    .await
+    .map_err(|source| Error::Listen {
+        listen: config.lmtp.listen.to_string(),
+        source,
+    })?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Retries until the database answers: mail waits in Postfix's queue meanwhile. A schema that
+/// needs `mailops migrate` is an error at once.
+async fn wait_for_database(config: &Config, pool: &Pool) -> Result<Router, store::Error> {
+    let mut delay = Duration::from_millis(250);
+    loop {
+        let attempt = async {
+            sync_recipients(config, pool).await?;
+            store::recipients::load(pool).await
+        };
+        match attempt.await {
+            Ok(router) => return Ok(router),
+            Err(e @ store::Error::SchemaBehind { .. }) => return Err(e),
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "database not ready");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! `inbound_messages`: one row per accepted (message, recipient).
+
+use sha2::{Digest, Sha256};
+
+use crate::lmtp::Envelope;
+use crate::message::{self, Message};
+use crate::route::{address_key, Route};
+
+/// One recipient's copy of a message, as stored.
+pub struct Inbound<'a> {
+    /// The LMTP envelope.
+    pub envelope: &'a Envelope,
+    /// The recipient this row is for, as given at RCPT.
+    pub recipient: &'a str,
+    /// Its pipeline.
+    pub route: Route,
+    /// The parsed message.
+    pub message: &'a Message,
+    /// The raw message.
+    pub raw: &'a [u8],
+    /// Its [`idempotency_key`].
+    pub idempotency_key: &'a str,
+}
+
+/// What recognises a redelivery of one message to one recipient: Postfix's queue id (unique with
+/// `enable_long_queue_ids`) when XFORWARD gave it, else a hash of sender and content.
+pub fn idempotency_key(envelope: &Envelope, raw_digest: &[u8], recipient: &str) -> String {
+    let mut h = Sha256::new();
+    match &envelope.queue_id {
+        Some(queue_id) => {
+            h.update(b"queue\0");
+            h.update(queue_id.as_bytes());
+        }
+        None => {
+            h.update(b"content\0");
+            h.update(envelope.mail_from.as_bytes());
+            h.update(b"\0");
+            h.update(raw_digest);
+        }
+    }
+    h.update(b"\0");
+    h.update(address_key(recipient).as_bytes());
+    hex(&h.finalize())
+}
+
+/// The SHA-256 of a raw message, computed once per delivery.
+pub fn digest(raw: &[u8]) -> [u8; 32] {
+    Sha256::digest(raw).into()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Inserts the row unless its idempotency key is already stored; returns its id, or `None` for a
+/// redelivery.
+pub async fn insert(
+    tx: &deadpool_postgres::Transaction<'_>,
+    row: &Inbound<'_>,
+) -> Result<Option<i64>, tokio_postgres::Error> {
+    let statement = tx
+        .prepare_cached(
+            "INSERT INTO inbound_messages (envelope_from, recipient, route, message_id, subject,
+                 from_address, size, raw, parsed, queue_id, client_addr, idempotency_key)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+             ON CONFLICT (idempotency_key) DO NOTHING
+             RETURNING id",
+        )
+        .await?;
+    let env = row.envelope;
+    let size = i32::try_from(row.raw.len()).unwrap_or(i32::MAX);
+    let queue_id = env.queue_id.as_deref().map(message::text);
+    let client_addr = env.client_addr.as_deref().map(message::text);
+    let found = tx
+        .query_opt(
+            &statement,
+            &[
+                &message::text(&env.mail_from),
+                &message::text(row.recipient),
+                &row.route.as_str(),
+                &row.message.message_id,
+                &row.message.subject,
+                &row.message.from_address,
+                &size,
+                &row.raw,
+                &row.message.parsed,
+                &queue_id,
+                &client_addr,
+                &row.idempotency_key,
+            ],
+        )
+        .await?;
+    Ok(found.map(|r| r.get(0)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_follow_queue_id_else_content() {
+        let mut env = Envelope {
+            mail_from: "a@example.com".into(),
+            ..Envelope::default()
+        };
+        let d1 = digest(b"one");
+        let d2 = digest(b"two");
+        let by_content = idempotency_key(&env, &d1, "notify@x.example");
+        assert_eq!(by_content, idempotency_key(&env, &d1, "NOTIFY@x.example"));
+        assert_ne!(by_content, idempotency_key(&env, &d2, "notify@x.example"));
+        assert_ne!(by_content, idempotency_key(&env, &d1, "other@x.example"));
+
+        env.queue_id = Some("4ZKfQd3Xp9z1xyz".into());
+        let by_queue = idempotency_key(&env, &d1, "notify@x.example");
+        assert_eq!(by_queue, idempotency_key(&env, &d2, "notify@x.example"));
+        assert_ne!(by_queue, by_content);
+        assert_eq!(by_queue.len(), 64);
+    }
+}

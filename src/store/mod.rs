@@ -1,0 +1,63 @@
+//! PostgreSQL: the connection pool, migrations, and one file per table group.
+
+pub mod inbound;
+pub mod migrate;
+pub mod recipients;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::NoTls;
+
+/// How long a caller waits for a pooled connection, or for a new one to open.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why a storage call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The database URL cannot be used.
+    #[error("invalid database url: {0}")]
+    Url(#[source] tokio_postgres::Error),
+    /// No connection could be had (down, refusing, pool exhausted).
+    #[error("no database connection: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+    /// A statement failed.
+    #[error("database: {0}")]
+    Db(#[from] tokio_postgres::Error),
+    /// The pool could not be built.
+    #[error("database pool: {0}")]
+    Build(#[from] deadpool_postgres::BuildError),
+    /// The schema is older than this binary.
+    #[error("the database schema is at migration {have}, this mailops needs {want}: run `mailops migrate`")]
+    SchemaBehind {
+        /// Latest migration applied.
+        have: i32,
+        /// Latest migration this binary ships.
+        want: i32,
+    },
+}
+
+/// Opens a pool of `size` connections to `url`; connections are made on first use.
+pub fn pool(url: &str, size: usize) -> Result<Pool, Error> {
+    let mut config = tokio_postgres::Config::from_str(url).map_err(Error::Url)?;
+    config.connect_timeout(CONNECT_TIMEOUT);
+    if config.get_application_name().is_none() {
+        config.application_name("mailops");
+    }
+    let manager = Manager::from_config(
+        config,
+        NoTls,
+        ManagerConfig {
+            // A connection the server closed is noticed by `is_closed` and replaced.
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Ok(Pool::builder(manager)
+        .max_size(size)
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(CONNECT_TIMEOUT))
+        .create_timeout(Some(CONNECT_TIMEOUT))
+        .recycle_timeout(Some(CONNECT_TIMEOUT))
+        .build()?)
+}

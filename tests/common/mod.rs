@@ -1,0 +1,7 @@
+//! Test harness shared by the integration tests: a fresh database, an LMTP client, Postfix.
+// Each test crate uses a different part of the harness.
+#![allow(dead_code)]
+
+pub mod db;
+pub mod lmtp;
+pub mod postfix;
