@@ -29,7 +29,7 @@ CREATE TABLE inbound_messages (
     subject         text,                        -- decoded Subject header
     from_address    text,                        -- first address of the From header
     size            integer NOT NULL,            -- octets of raw
-    raw             bytea NOT NULL,              -- the message as delivered over LMTP
+    raw             bytea COMPRESSION lz4 NOT NULL, -- the message as delivered over LMTP (lz4: cheap to compress)
     parsed          boolean NOT NULL,            -- false when the message could not be parsed
     queue_id        text,                        -- Postfix's queue id (LMTP XFORWARD IDENT)
     client_addr     text,                        -- the SMTP client Postfix received it from

@@ -32,14 +32,10 @@ impl Delivery {
 
     /// Stores one recipient's copy in its own transaction.
     async fn store(&self, row: &inbound::Inbound<'_>) -> Result<Outcome, store::Error> {
-        let mut client = self.pool.get().await?;
-        let tx = client.transaction().await?;
-        let outcome = match inbound::insert(&tx, row).await? {
-            Some(id) => Outcome::Stored(id),
-            None => Outcome::Duplicate,
-        };
-        tx.commit().await?;
-        Ok(outcome)
+        let client = self.pool.get().await?;
+        let insert = inbound::prepare(&client).await?;
+        let id = store::transaction(&client, inbound::insert(&client, &insert, row)).await?;
+        Ok(id.map_or(Outcome::Duplicate, Outcome::Stored))
     }
 
     /// Delivers to one recipient and says how it went, in a reply and one log line.

@@ -1,6 +1,7 @@
 //! `inbound_messages`: one row per accepted (message, recipient).
 
 use sha2::{Digest, Sha256};
+use tokio_postgres::Statement;
 
 use crate::lmtp::Envelope;
 use crate::message::{self, Message};
@@ -52,13 +53,11 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Inserts the row unless its idempotency key is already stored; returns its id, or `None` for a
-/// redelivery.
-pub async fn insert(
-    tx: &deadpool_postgres::Transaction<'_>,
-    row: &Inbound<'_>,
-) -> Result<Option<i64>, tokio_postgres::Error> {
-    let statement = tx
+/// The INSERT, prepared once per connection.
+pub async fn prepare(
+    client: &deadpool_postgres::Client,
+) -> Result<Statement, tokio_postgres::Error> {
+    client
         .prepare_cached(
             "INSERT INTO inbound_messages (envelope_from, recipient, route, message_id, subject,
                  from_address, size, raw, parsed, queue_id, client_addr, idempotency_key)
@@ -66,14 +65,23 @@ pub async fn insert(
              ON CONFLICT (idempotency_key) DO NOTHING
              RETURNING id",
         )
-        .await?;
+        .await
+}
+
+/// Inserts the row unless its idempotency key is already stored; returns its id, or `None` for a
+/// redelivery. Sends the statement when first polled (see [`super::transaction`]).
+pub async fn insert(
+    client: &tokio_postgres::Client,
+    statement: &Statement,
+    row: &Inbound<'_>,
+) -> Result<Option<i64>, tokio_postgres::Error> {
     let env = row.envelope;
     let size = i32::try_from(row.raw.len()).unwrap_or(i32::MAX);
     let queue_id = env.queue_id.as_deref().map(message::text);
     let client_addr = env.client_addr.as_deref().map(message::text);
-    let found = tx
+    let found = client
         .query_opt(
-            &statement,
+            statement,
             &[
                 &message::text(&env.mail_from),
                 &message::text(row.recipient),

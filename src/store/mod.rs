@@ -4,6 +4,7 @@ pub mod inbound;
 pub mod migrate;
 pub mod recipients;
 
+use std::future::Future;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -60,4 +61,26 @@ pub fn pool(url: &str, size: usize) -> Result<Pool, Error> {
         .create_timeout(Some(CONNECT_TIMEOUT))
         .recycle_timeout(Some(CONNECT_TIMEOUT))
         .build()?)
+}
+
+/// Runs `writes` as one transaction in a single round trip: BEGIN, the writes and COMMIT go out
+/// together (tokio-postgres pipelines requests made concurrently on one connection) and are
+/// answered in order. `writes` must send every statement when first polled: prepare statements
+/// beforehand, and join several statements rather than awaiting them one by one. A failed
+/// write aborts the transaction, and the COMMIT then rolls it back.
+pub async fn transaction<T>(
+    client: &tokio_postgres::Client,
+    writes: impl Future<Output = Result<T, tokio_postgres::Error>>,
+) -> Result<T, Error> {
+    let (begin, written, commit) = tokio::join!(
+        // In this order, always: the first poll sends the three requests.
+        biased;
+        client.batch_execute("BEGIN"),
+        writes,
+        client.batch_execute("COMMIT"),
+    );
+    begin?;
+    let value = written?;
+    commit?;
+    Ok(value)
 }
