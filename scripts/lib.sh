@@ -1,6 +1,6 @@
 # shellcheck shell=bash
 # Shared by scripts/run and scripts/test (sourced, not run):
-#   install_packages  Debian packages mailops and its tests need, only those missing
+#   install_packages  Debian packages mailops and its tests need (and any named), only those missing
 #   ensure_database   a PostgreSQL to use: $MAILOPS_DATABASE_URL / $DATABASE_URL as given,
 #                     else a private cluster under var/pg; exports DATABASE_URL
 #   stop_database     stops the private cluster if ensure_database started it
@@ -51,9 +51,10 @@ as_postgres() (
     fi
 )
 
+# install_packages [EXTRA...]: MAILOPS_PACKAGES and any extra packages named.
 install_packages() {
     local missing=() p
-    for p in "${MAILOPS_PACKAGES[@]}"; do
+    for p in "${MAILOPS_PACKAGES[@]}" "$@"; do
         if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
             missing+=("$p")
         fi
