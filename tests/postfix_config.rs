@@ -45,19 +45,7 @@ fn assert_postfix_accepts(instance: &PostfixInstance) {
     for word in ["warning", "error", "fatal", "panic"] {
         assert!(!log.contains(word), "postfix check logged a {word}:\n{log}");
     }
-    for args in [["-n"], ["-M"]] {
-        let out = run(Command::new(sbin("postconf")).arg("-c").arg(dir).args(args));
-        assert!(
-            out.status.success(),
-            "postconf {args:?}: {}",
-            describe(&out)
-        );
-        assert!(
-            out.stderr.is_empty(),
-            "postconf {args:?} warned: {}",
-            describe(&out)
-        );
-    }
+    assert_postconf_clean(dir);
 }
 
 /// `postconf -hx NAME` (expanded) in the instance's directory.
@@ -124,22 +112,7 @@ fn the_docker_configuration_passes_postconf_without_warnings() {
     let docker = Config::parse(&text, None).expect("the compose config is valid");
     let dir = common::postfix::unique_temp_dir("mailops-docker-config");
     mailops::postfix::write(&docker, &dir).expect("written");
-    for args in [["-n"], ["-M"]] {
-        let out = run(Command::new(sbin("postconf"))
-            .arg("-c")
-            .arg(&dir)
-            .args(args));
-        assert!(
-            out.status.success(),
-            "postconf {args:?}: {}",
-            describe(&out)
-        );
-        assert!(
-            out.stderr.is_empty(),
-            "postconf {args:?} warned: {}",
-            describe(&out)
-        );
-    }
+    assert_postconf_clean(&dir);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -278,4 +251,21 @@ fn starttls_is_offered_with_a_certificate() {
 
 fn path(p: &Path) -> &str {
     p.to_str().expect("temporary paths are UTF-8")
+}
+
+/// `postconf -n` and `postconf -M` succeed on `dir` and print no warning.
+fn assert_postconf_clean(dir: &std::path::Path) {
+    for args in [["-n"], ["-M"]] {
+        let out = run(Command::new(sbin("postconf")).arg("-c").arg(dir).args(args));
+        assert!(
+            out.status.success(),
+            "postconf {args:?}: {}",
+            describe(&out)
+        );
+        assert!(
+            out.stderr.is_empty(),
+            "postconf {args:?} warned: {}",
+            describe(&out)
+        );
+    }
 }
