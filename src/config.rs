@@ -69,6 +69,23 @@ pub struct Inbound {
     /// Local part of the events address (`notify@<domain>`).
     #[serde(default = "default_notify_local_part")]
     pub notify_local_part: String,
+    /// Compare device names only up to their first dot (highest device ID wins a tie).
+    #[serde(default)]
+    pub strip_fqdn: bool,
+    /// The text event policies match and the device log records.
+    #[serde(default)]
+    pub alert_message: AlertMessage,
+}
+
+/// `[inbound] alert_message`: what text of an alert mail is matched and logged.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertMessage {
+    /// The body as text.
+    #[default]
+    Body,
+    /// The subject, a line break, then the body.
+    SubjectAndBody,
 }
 
 /// `[postfix]`: what the generated Postfix configuration says.

@@ -1,19 +1,24 @@
-//! The LMTP backend: parse each message once, route each recipient, store each in its own
-//! transaction, and answer `250` only after COMMIT.
+//! The LMTP backend: parse each message once, route each recipient, decide what it does, and
+//! store each recipient's copy with everything it causes in one transaction, answering `250`
+//! only after COMMIT.
 
 use std::time::Instant;
 
 use deadpool_postgres::Pool;
 
+use crate::events::evaluate::{self, Alert, Decision, Settings, Write};
+use crate::events::Current;
 use crate::lmtp::{Backend, Envelope, Reply};
 use crate::message::Message;
-use crate::route::Router;
+use crate::route::{Route, Router};
 use crate::store::{self, inbound};
 
 /// Stores delivered mail in PostgreSQL.
 pub struct Delivery {
     pool: Pool,
     router: Router,
+    events: Current,
+    settings: Settings,
 }
 
 /// What became of one recipient's copy.
@@ -24,52 +29,89 @@ enum Outcome {
     Duplicate,
 }
 
+/// One message as every recipient's delivery sees it: parsed, hashed, decided once.
+struct Parsed<'a> {
+    envelope: &'a Envelope,
+    raw: &'a [u8],
+    message: Message,
+    digest: [u8; 32],
+}
+
 impl Delivery {
-    /// A backend storing through `pool`, accepting the addresses `router` knows.
-    pub fn new(pool: Pool, router: Router) -> Delivery {
-        Delivery { pool, router }
+    /// A backend storing through `pool`, accepting the addresses `router` knows, deciding events
+    /// with the policies in `events`.
+    pub fn new(pool: Pool, router: Router, events: Current, settings: Settings) -> Delivery {
+        Delivery {
+            pool,
+            router,
+            events,
+            settings,
+        }
     }
 
-    /// Stores one recipient's copy in its own transaction.
-    async fn store(&self, row: &inbound::Inbound<'_>) -> Result<Outcome, store::Error> {
+    /// Stores one recipient's copy and its writes in one transaction, in one round trip.
+    async fn store(
+        &self,
+        row: &inbound::Inbound<'_>,
+        writes: &[Write],
+    ) -> Result<Outcome, store::Error> {
         let client = self.pool.get().await?;
         let insert = inbound::prepare(&client).await?;
-        let id = store::transaction(&client, inbound::insert(&client, &insert, row)).await?;
+        let statements = store::events::Statements::prepare(&client).await?;
+        let id = store::transaction(&client, async {
+            let (inserted, written) = tokio::join!(
+                biased;
+                inbound::insert(&client, &insert, row),
+                store::all_in_order(store::events::pending(&client, &statements, writes)),
+            );
+            // A redelivery aborts the transaction at the INSERT; what follows fails with it.
+            let Some(id) = inserted? else {
+                return Ok(None);
+            };
+            written?;
+            Ok(Some(id))
+        })
+        .await?;
         Ok(id.map_or(Outcome::Duplicate, Outcome::Stored))
     }
 
     /// Delivers to one recipient and says how it went, in a reply and one log line.
     async fn deliver_one(
         &self,
-        envelope: &Envelope,
+        m: &Parsed<'_>,
         recipient: &str,
-        message: &Message,
-        raw: &[u8],
-        digest: &[u8],
+        decision: Option<&Decision<'_>>,
     ) -> Reply {
         let started = Instant::now();
         let Some(route) = self.router.route(recipient) else {
             // RCPT accepted it, so this only happens if the address went away meanwhile.
             return Reply::new(550, "5.1.1", format!("<{recipient}>: recipient unknown"));
         };
-        let key = inbound::idempotency_key(envelope, digest, recipient);
+        let writes = match route {
+            Route::Event => decision.map_or(&[][..], |d| &d.writes),
+        };
+        let key = inbound::idempotency_key(m.envelope, &m.digest, recipient);
         let row = inbound::Inbound {
-            envelope,
+            envelope: m.envelope,
             recipient,
             route,
-            message,
-            raw,
+            message: &m.message,
+            raw: m.raw,
             idempotency_key: &key,
         };
-        let result = self.store(&row).await;
+        let result = self.store(&row, writes).await;
+        let device = decision.and_then(|d| d.device).map(|d| d.name.as_str());
+        let events = decision.map_or(0, |d| d.matched.len());
         let log = |outcome: &str| {
             tracing::info!(
-                sender = %envelope.mail_from,
+                sender = %m.envelope.mail_from,
                 recipient,
                 route = %route,
-                queue_id = envelope.queue_id.as_deref().unwrap_or(""),
+                queue_id = m.envelope.queue_id.as_deref().unwrap_or(""),
                 outcome,
-                size = raw.len(),
+                device = device.unwrap_or(""),
+                events,
+                size = m.raw.len(),
                 ms = started.elapsed().as_millis() as u64,
                 "delivered"
             )
@@ -96,15 +138,38 @@ impl Backend for Delivery {
         self.router.route(recipient).is_some()
     }
 
-    async fn deliver(&self, envelope: &Envelope, message: Vec<u8>) -> Vec<Reply> {
-        let parsed = Message::parse(&message);
-        let digest = inbound::digest(&message);
+    async fn deliver(&self, envelope: &Envelope, raw: Vec<u8>) -> Vec<Reply> {
+        let m = Parsed {
+            envelope,
+            raw: &raw,
+            message: Message::parse(&raw),
+            digest: inbound::digest(&raw),
+        };
+        // Decided once for all of the message's event recipients.
+        let policies = self.events.get();
+        let needs_events = envelope
+            .recipients
+            .iter()
+            .any(|r| self.router.route(r) == Some(Route::Event));
+        let decision = needs_events.then(|| {
+            let alert = Alert {
+                from: m
+                    .message
+                    .from_address
+                    .as_deref()
+                    .unwrap_or(&envelope.mail_from),
+                subject: m.message.subject.as_deref().unwrap_or(""),
+                body: &m.message.body,
+            };
+            let decision = evaluate::evaluate(&policies, &alert, self.settings);
+            for step in &decision.steps {
+                tracing::debug!(%step, "originator policy");
+            }
+            decision
+        });
         let mut replies = Vec::with_capacity(envelope.recipients.len());
         for recipient in &envelope.recipients {
-            replies.push(
-                self.deliver_one(envelope, recipient, &parsed, &message, &digest)
-                    .await,
-            );
+            replies.push(self.deliver_one(&m, recipient, decision.as_ref()).await);
         }
         replies
     }

@@ -7,6 +7,7 @@
 
 pub mod config;
 pub mod delivery;
+pub mod events;
 pub mod group;
 pub mod lmtp;
 pub mod message;

@@ -15,6 +15,9 @@ pub struct Message {
     pub subject: Option<String>,
     /// The first address in `From`.
     pub from_address: Option<String>,
+    /// The body as text: the first text part, or the HTML part turned into text; charsets,
+    /// quoted-printable and base64 decoded; surrounding white space trimmed.
+    pub body: String,
 }
 
 impl Message {
@@ -27,6 +30,7 @@ impl Message {
                 message_id: m.message_id().map(text),
                 subject: m.subject().map(text),
                 from_address: m.from().and_then(|a| a.first()?.address()).map(text),
+                body: m.body_text(0).map(|b| text(b.trim())).unwrap_or_default(),
             })
         }));
         match parsed {
@@ -67,6 +71,7 @@ Job finished.\r\n";
                 message_id: Some("abc.123@example.com".into()),
                 subject: Some("Backup job \u{2714}".into()),
                 from_address: Some("Veeam@Example.com".into()),
+                body: "Job finished.".into(),
             }
         );
     }
@@ -90,5 +95,32 @@ Job finished.\r\n";
     fn nul_characters_are_dropped() {
         let m = Message::parse(b"Subject: a\0b\r\n\r\nx\r\n");
         assert_eq!(m.subject.as_deref(), Some("ab"));
+    }
+
+    #[test]
+    fn html_only_mail_becomes_text() {
+        let raw = b"From: nas@example.com\r\nContent-Type: text/html; charset=utf-8\r\n\r\n\
+<html><body><p>Disk <b>3</b> degraded</p></body></html>\r\n";
+        let body = Message::parse(raw).body;
+        assert!(body.contains("Disk 3 degraded"), "{body:?}");
+        assert!(!body.contains('<'), "{body:?}");
+    }
+
+    #[test]
+    fn latin1_quoted_printable_is_decoded() {
+        let raw = b"From: ups@example.com\r\nContent-Type: text/plain; charset=iso-8859-1\r\n\
+Content-Transfer-Encoding: quoted-printable\r\n\r\nTemp=E9rature =E9lev=E9e\r\n";
+        assert_eq!(
+            Message::parse(raw).body,
+            "Temp\u{e9}rature \u{e9}lev\u{e9}e"
+        );
+    }
+
+    #[test]
+    fn multipart_alternative_takes_the_text_part() {
+        let raw = b"From: a@example.com\r\nContent-Type: multipart/alternative; boundary=b\r\n\r\n\
+--b\r\nContent-Type: text/plain\r\n\r\nPlain words\r\n\
+--b\r\nContent-Type: text/html\r\n\r\n<p>Html words</p>\r\n--b--\r\n";
+        assert_eq!(Message::parse(raw).body, "Plain words");
     }
 }

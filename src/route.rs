@@ -94,6 +94,8 @@ mod tests {
         let inbound = crate::config::Inbound {
             authorized_domains: vec!["mon.example.com".into(), "ops.example.org".into()],
             notify_local_part: "notify".into(),
+            strip_fqdn: false,
+            alert_message: Default::default(),
         };
         Router::new(config_recipients(&inbound))
     }

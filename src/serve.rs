@@ -8,6 +8,9 @@ use deadpool_postgres::Pool;
 
 use crate::config::Config;
 use crate::delivery::Delivery;
+use crate::events::evaluate::Settings;
+use crate::events::policies::Policies;
+use crate::events::{refresh, Current};
 use crate::route::{self, Router};
 use crate::{lmtp, store};
 
@@ -49,11 +52,20 @@ pub async fn sync_recipients(config: &Config, pool: &Pool) -> Result<(), store::
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
     let pool = store::pool(&config.database.url, config.database.pool_size)?;
     let mut shutdown = std::pin::pin!(shutdown);
-    let router = tokio::select! {
-        router = wait_for_database(&config, &pool) => router?,
+    let (router, policies) = tokio::select! {
+        loaded = wait_for_database(&config, &pool) => loaded?,
         () = &mut shutdown => return Ok(()),
     };
     tracing::info!(addresses = router.len(), "recipients loaded");
+    let current = Current::new(policies);
+    let background = [
+        tokio::spawn(refresh::watch(
+            config.database.url.clone(),
+            pool.clone(),
+            current.clone(),
+        )),
+        tokio::spawn(refresh::expire_events(pool.clone())),
+    ];
     let listener = lmtp::Listener::bind(&config.lmtp.listen, &config.lmtp.socket_group)
         .await
         .map_err(|source| Error::Listen {
@@ -61,7 +73,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             source,
         })?;
     tracing::info!(listen = %listener.local_addr_string(), "lmtp listening");
-    let backend = Arc::new(Delivery::new(pool, router));
+    let settings = Settings {
+        strip_fqdn: config.inbound.strip_fqdn,
+        alert_message: config.inbound.alert_message,
+    };
+    let backend = Arc::new(Delivery::new(pool, router, current, settings));
     lmtp::serve(
         listener,
         backend,
@@ -74,21 +90,30 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         listen: config.lmtp.listen.to_string(),
         source,
     })?;
+    for task in background {
+        task.abort();
+    }
     tracing::info!("stopped");
     Ok(())
 }
 
 /// Retries until the database answers: mail waits in Postfix's queue meanwhile. A schema that
 /// needs `mailops migrate` is an error at once.
-async fn wait_for_database(config: &Config, pool: &Pool) -> Result<Router, store::Error> {
+async fn wait_for_database(
+    config: &Config,
+    pool: &Pool,
+) -> Result<(Router, Policies), store::Error> {
     let mut delay = Duration::from_millis(250);
     loop {
         let attempt = async {
             sync_recipients(config, pool).await?;
-            store::recipients::load(pool).await
+            Ok((
+                store::recipients::load(pool).await?,
+                refresh::load(pool).await?,
+            ))
         };
         match attempt.await {
-            Ok(router) => return Ok(router),
+            Ok(loaded) => return Ok(loaded),
             Err(e @ store::Error::SchemaBehind { .. }) => return Err(e),
             Err(e) => {
                 tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "database not ready");

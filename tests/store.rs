@@ -47,7 +47,12 @@ async fn start(config: &Config, pool: deadpool_postgres::Pool) -> Server {
         .expect("bind");
     let addr = listener.local_addr_string();
     let (stop, stopped) = oneshot::channel::<()>();
-    let backend = Arc::new(Delivery::new(pool, router));
+    let backend = Arc::new(Delivery::new(
+        pool,
+        router,
+        Default::default(),
+        Default::default(),
+    ));
     tokio::spawn(lmtp::serve(
         listener,
         backend,
@@ -195,7 +200,12 @@ async fn an_unreachable_database_answers_451_and_writes_nothing() {
     let addr = listener.local_addr_string();
     tokio::spawn(lmtp::serve(
         listener,
-        Arc::new(Delivery::new(dead, router)),
+        Arc::new(Delivery::new(
+            dead,
+            router,
+            Default::default(),
+            Default::default(),
+        )),
         serve::limits(&config),
         "mon.example.com".into(),
         std::future::pending(),

@@ -1,6 +1,7 @@
 //! `inbound_messages`: one row per accepted (message, recipient).
 
 use sha2::{Digest, Sha256};
+use tokio_postgres::error::SqlState;
 use tokio_postgres::Statement;
 
 use crate::lmtp::Envelope;
@@ -62,14 +63,15 @@ pub async fn prepare(
             "INSERT INTO inbound_messages (envelope_from, recipient, route, message_id, subject,
                  from_address, size, raw, parsed, queue_id, client_addr, idempotency_key)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
-             ON CONFLICT (idempotency_key) DO NOTHING
              RETURNING id",
         )
         .await
 }
 
-/// Inserts the row unless its idempotency key is already stored; returns its id, or `None` for a
-/// redelivery. Sends the statement when first polled (see [`super::transaction`]).
+/// Inserts the row; returns its id, or `None` for a redelivery (its idempotency key is already
+/// stored: the unique violation aborts the transaction, so nothing else it holds is written).
+/// Sends the statement when first polled (see [`super::transaction`]). Statements that depend
+/// on the row refer to it as `currval('inbound_messages_id_seq')`.
 pub async fn insert(
     client: &tokio_postgres::Client,
     statement: &Statement,
@@ -79,8 +81,8 @@ pub async fn insert(
     let size = i32::try_from(row.raw.len()).unwrap_or(i32::MAX);
     let queue_id = env.queue_id.as_deref().map(message::text);
     let client_addr = env.client_addr.as_deref().map(message::text);
-    let found = client
-        .query_opt(
+    let inserted = client
+        .query_one(
             statement,
             &[
                 &message::text(&env.mail_from),
@@ -97,8 +99,12 @@ pub async fn insert(
                 &row.idempotency_key,
             ],
         )
-        .await?;
-    Ok(found.map(|r| r.get(0)))
+        .await;
+    match inserted {
+        Ok(row) => Ok(Some(row.get(0))),
+        Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 #[cfg(test)]

@@ -5,11 +5,18 @@ use deadpool_postgres::Pool;
 use super::Error;
 
 /// The migrations this binary ships, in order: (version, file name, SQL).
-pub const MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "0001_inbound.sql",
-    include_str!("../../sql/0001_inbound.sql"),
-)];
+pub const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "0001_inbound.sql",
+        include_str!("../../sql/0001_inbound.sql"),
+    ),
+    (
+        2,
+        "0002_events.sql",
+        include_str!("../../sql/0002_events.sql"),
+    ),
+];
 
 /// Arbitrary key of the advisory lock that serialises concurrent `migrate` runs.
 const LOCK_KEY: i64 = 0x006d_6169_6c6f_7073; // "mailops" in ASCII

@@ -1,11 +1,15 @@
 //! PostgreSQL: the connection pool, migrations, and one file per table group.
 
+pub mod events;
 pub mod inbound;
 pub mod migrate;
+pub mod policies;
 pub mod recipients;
 
 use std::future::Future;
+use std::pin::Pin;
 use std::str::FromStr;
+use std::task::Poll;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
@@ -29,6 +33,9 @@ pub enum Error {
     /// The pool could not be built.
     #[error("database pool: {0}")]
     Build(#[from] deadpool_postgres::BuildError),
+    /// A row holds what its table's constraints should have kept out.
+    #[error("unexpected value in the database: {0}")]
+    Corrupt(String),
     /// The schema is older than this binary.
     #[error("the database schema is at migration {have}, this mailops needs {want}: run `mailops migrate`")]
     SchemaBehind {
@@ -83,4 +90,33 @@ pub async fn transaction<T>(
     let value = written?;
     commit?;
     Ok(value)
+}
+
+/// A statement on its way, as [`all_in_order`] takes it.
+pub type Pending<'a> =
+    Pin<Box<dyn Future<Output = Result<u64, tokio_postgres::Error>> + Send + 'a>>;
+
+/// Runs statement futures on one connection, starting each in order on the first poll (so
+/// tokio-postgres pipelines them), and returns the first error once all have finished.
+pub async fn all_in_order(mut pending: Vec<Pending<'_>>) -> Result<(), tokio_postgres::Error> {
+    let mut results: Vec<Option<Result<u64, tokio_postgres::Error>>> =
+        pending.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut done = true;
+        for (future, result) in pending.iter_mut().zip(results.iter_mut()) {
+            if result.is_none() {
+                match future.as_mut().poll(cx) {
+                    Poll::Ready(r) => *result = Some(r),
+                    Poll::Pending => done = false,
+                }
+            }
+        }
+        if done {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    })
+    .await;
+    results.into_iter().flatten().try_for_each(|r| r.map(drop))
 }

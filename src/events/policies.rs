@@ -1,0 +1,266 @@
+//! The events policies compiled for evaluation: device indexes, regexes built once.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use regex::Regex;
+
+use super::model::{compile_regex, Device, EventPolicy, MatchLogic, Originator, PatternType};
+
+/// How an originator policy finds the device identifier.
+#[derive(Debug)]
+pub enum Extractor {
+    /// The token after this literal and one space.
+    Classic(String),
+    /// Capture group 1 of this regex, or its whole match.
+    Advanced(Regex),
+}
+
+/// An originator policy, ready to run.
+#[derive(Debug)]
+pub struct CompiledOriginator {
+    /// The policy.
+    pub policy: Originator,
+    /// Its pattern.
+    pub extractor: Extractor,
+}
+
+/// An event policy match string, ready to run.
+#[derive(Debug)]
+pub enum Matcher {
+    /// A literal, case-sensitive substring.
+    Text(String),
+    /// A regex search.
+    Regex(Regex),
+}
+
+impl Matcher {
+    fn new(logic: MatchLogic, pattern: &str) -> Result<Matcher, String> {
+        Ok(match logic {
+            MatchLogic::Text => Matcher::Text(pattern.to_owned()),
+            MatchLogic::Regex => Matcher::Regex(compile_regex(pattern)?),
+        })
+    }
+
+    /// Whether `text` matches.
+    pub fn is_match(&self, text: &str) -> bool {
+        match self {
+            Matcher::Text(needle) => text.contains(needle.as_str()),
+            Matcher::Regex(re) => re.is_match(text),
+        }
+    }
+}
+
+/// An event policy, ready to run.
+#[derive(Debug)]
+pub struct CompiledEventPolicy {
+    /// The policy.
+    pub policy: EventPolicy,
+    /// Its first match string.
+    pub first: Matcher,
+    /// Its second match string, when set.
+    pub second: Option<Matcher>,
+}
+
+/// Every events policy, compiled and indexed; built once per change, shared by all sessions.
+#[derive(Debug, Default)]
+pub struct Policies {
+    devices: HashMap<i64, Device>,
+    by_name: HashMap<String, Vec<i64>>,
+    by_short_name: HashMap<String, Vec<i64>>,
+    by_ip: HashMap<IpAddr, Vec<i64>>,
+    /// Originator policies in the order they are tried.
+    pub originators: Vec<CompiledOriginator>,
+    /// Event policies, all tried.
+    pub event_policies: Vec<CompiledEventPolicy>,
+}
+
+/// A device name as compared: ASCII case folded.
+fn name_key(name: &str) -> String {
+    name.to_ascii_lowercase()
+}
+
+/// A device name up to its first dot, as compared with `strip_fqdn`.
+fn short_key(name: &str) -> String {
+    name_key(name.split('.').next().unwrap_or(name))
+}
+
+impl Policies {
+    /// Compiles the policies. A policy that cannot be compiled (only possible when the database
+    /// was edited by hand: `policy apply` checks them) is left out, and reported.
+    pub fn new(
+        devices: Vec<Device>,
+        originators: Vec<Originator>,
+        event_policies: Vec<EventPolicy>,
+    ) -> (Policies, Vec<String>) {
+        let mut problems = Vec::new();
+        let mut p = Policies::default();
+        for device in devices {
+            p.by_name
+                .entry(name_key(&device.name))
+                .or_default()
+                .push(device.id);
+            p.by_short_name
+                .entry(short_key(&device.name))
+                .or_default()
+                .push(device.id);
+            if let Some(ip) = device.ip {
+                p.by_ip.entry(ip).or_default().push(device.id);
+            }
+            p.devices.insert(device.id, device);
+        }
+        for policy in originators {
+            let extractor = match policy.pattern_type {
+                PatternType::Classic => Ok(Extractor::Classic(policy.pattern.clone())),
+                PatternType::Advanced => compile_regex(&policy.pattern).map(Extractor::Advanced),
+            };
+            match extractor {
+                Ok(extractor) => p.originators.push(CompiledOriginator { policy, extractor }),
+                Err(e) => problems.push(format!("originator {:?}: {e}", policy.address)),
+            }
+        }
+        for policy in event_policies {
+            let first = Matcher::new(policy.match_logic, &policy.first_match);
+            let second = policy
+                .second_match
+                .as_deref()
+                .map(|m| Matcher::new(policy.match_logic, m))
+                .transpose();
+            match (first, second) {
+                (Ok(first), Ok(second)) => p.event_policies.push(CompiledEventPolicy {
+                    policy,
+                    first,
+                    second,
+                }),
+                (Err(e), _) | (_, Err(e)) => {
+                    problems.push(format!("event_policy {:?}: {e}", policy.name))
+                }
+            }
+        }
+        (p, problems)
+    }
+
+    /// The device with this id.
+    pub fn device(&self, id: i64) -> Option<&Device> {
+        self.devices.get(&id)
+    }
+
+    /// How many devices there are.
+    pub fn device_count(&self) -> usize {
+        self.devices.len()
+    }
+
+    /// The device an identifier names: an IP address, else a name (up to the first dot with
+    /// `strip_fqdn`, on both sides), else a numeric device ID. Several matches: the highest ID.
+    pub fn find_device(&self, identifier: &str, strip_fqdn: bool) -> Option<&Device> {
+        let highest = |ids: Option<&Vec<i64>>| ids.and_then(|ids| ids.iter().max().copied());
+        let id = if let Ok(ip) = identifier.parse::<IpAddr>() {
+            highest(self.by_ip.get(&ip))
+        } else {
+            let by_name = if strip_fqdn {
+                highest(self.by_short_name.get(&short_key(identifier)))
+            } else {
+                highest(self.by_name.get(&name_key(identifier)))
+            };
+            by_name.or_else(|| {
+                let digits =
+                    !identifier.is_empty() && identifier.bytes().all(|b| b.is_ascii_digit());
+                digits
+                    .then(|| identifier.parse::<i64>().ok())
+                    .flatten()
+                    .filter(|id| self.devices.contains_key(id))
+            })
+        }?;
+        self.devices.get(&id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn device(id: i64, name: &str, ip: Option<&str>) -> Device {
+        Device {
+            id,
+            name: name.into(),
+            ip: ip.map(|i| i.parse().expect("ip")),
+            organization: None,
+        }
+    }
+
+    fn policies() -> Policies {
+        let (p, problems) = Policies::new(
+            vec![
+                device(1, "nas1.example.com", Some("10.6.1.20")),
+                device(7, "NAS1.lab.example.com", None),
+                device(3, "ups1", Some("10.6.1.30")),
+                device(42, "1234", None),
+                device(1234, "by-id", None),
+            ],
+            vec![],
+            vec![],
+        );
+        assert!(problems.is_empty());
+        p
+    }
+
+    #[test]
+    fn devices_by_ip_name_and_id() {
+        let p = policies();
+        let found = |ident: &str, strip: bool| p.find_device(ident, strip).map(|d| d.id);
+        for (ident, strip, want) in [
+            ("10.6.1.20", false, Some(1)),
+            ("10.6.1.99", false, None),
+            ("nas1.example.com", false, Some(1)),
+            ("NAS1.EXAMPLE.COM", false, Some(1)),
+            ("nas1", false, None),
+            // strip_fqdn: both sides up to the first dot; two devices are "nas1": highest ID.
+            ("nas1", true, Some(7)),
+            ("nas1.other.net", true, Some(7)),
+            ("ups1.example.com", true, Some(3)),
+            ("ups1.example.com", false, None),
+            // An IP address is never shortened.
+            ("10.6.1.30", true, Some(3)),
+            // A name wins over a device ID; digits name an ID otherwise.
+            ("1234", false, Some(42)),
+            ("42", false, Some(42)),
+            ("1234 ", false, None),
+            ("99", false, None),
+            ("", false, None),
+        ] {
+            assert_eq!(found(ident, strip), want, "{ident:?} strip_fqdn={strip}");
+        }
+    }
+
+    #[test]
+    fn policies_that_do_not_compile_are_left_out_and_reported() {
+        let bad = EventPolicy {
+            id: 1,
+            name: "bad".into(),
+            severity: super::super::model::Severity::Major,
+            message: "%M".into(),
+            match_logic: MatchLogic::Regex,
+            first_match: "(".into(),
+            second_match: None,
+            clears_id: None,
+            expire_after_s: None,
+        };
+        let (p, problems) = Policies::new(vec![], vec![], vec![bad]);
+        assert!(p.event_policies.is_empty());
+        assert_eq!(problems.len(), 1);
+        assert!(
+            problems[0].starts_with("event_policy \"bad\": "),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn matchers() {
+        let text = Matcher::new(MatchLogic::Text, "Failed").expect("text");
+        assert!(text.is_match("Job Failed"));
+        assert!(!text.is_match("job failed"));
+        let re = Matcher::new(MatchLogic::Regex, r"(?i)disk \d+ (degraded|failed)").expect("re");
+        assert!(re.is_match("DISK 3 Degraded"));
+        assert!(!re.is_match("disk three degraded"));
+    }
+}

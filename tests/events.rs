@@ -1,0 +1,359 @@
+//! The events pipeline through `mailops serve` into PostgreSQL: events, repeats, clearing,
+//! expiry, E701, redeliveries, and policies changed while serve runs.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::db::TestDb;
+use common::lmtp::Client;
+use common::postfix::free_port;
+use mailops::config::Config;
+use tokio::sync::oneshot;
+
+/// `mailops serve` in this process; stops when dropped.
+struct Serve {
+    addr: String,
+    _stop: oneshot::Sender<()>,
+}
+
+async fn serve(db: &TestDb, alert_message: &str) -> Serve {
+    let port = free_port();
+    let text = format!(
+        r#"
+[database]
+url = "{}"
+[lmtp]
+listen = "127.0.0.1:{port}"
+[inbound]
+authorized_domains = ["mon.example.com"]
+alert_message = "{alert_message}"
+"#,
+        db.url
+    );
+    let config = Config::parse(&text, None).expect("config");
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(mailops::serve::run(config, async {
+        let _ = stopped.await;
+    }));
+    let addr = format!("127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(&addr).await.is_err() {
+        assert!(Instant::now() < deadline, "serve did not listen");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Serve { addr, _stop: stop }
+}
+
+const POLICIES: &str = "
+INSERT INTO devices (id, name, ip) VALUES (1, 'ups1.example.com', '10.6.1.30'), (2, 'nas1.example.com', NULL);
+INSERT INTO originator_policies (position, address, regex_type, pattern_type, pattern, alignment)
+    VALUES (1, 'ups@example.com', 'subject', 'classic', 'UPS', 'discard');
+INSERT INTO event_policies (name, severity, message, match_logic, first_match, expire_after_s)
+    VALUES ('On battery', 'major', '%D: %M', 'text', 'on battery', 600);
+INSERT INTO event_policies (name, severity, message, match_logic, first_match, clears_event_policy_id)
+    SELECT 'Power restored', 'healthy', '%D: %S', 'regex', '(?i)power (is )?restored', id
+    FROM event_policies WHERE name = 'On battery';
+";
+
+fn alert(id: &str, subject: &str, body: &str) -> String {
+    format!("From: APC <ups@example.com>\nMessage-ID: <{id}@example.com>\nSubject: {subject}\n\n{body}\n")
+}
+
+async fn send(s: &Serve, ident: Option<&str>, message: &str) -> String {
+    let mut c = Client::connect(&s.addr).await;
+    let (_, data) = c
+        .transaction(
+            ident,
+            "ups@example.com",
+            &["notify@mon.example.com"],
+            message,
+        )
+        .await;
+    data.into_iter().next().expect("one reply")
+}
+
+/// (policy, state, count, message) of every event, oldest first.
+async fn events(db: &TestDb) -> Vec<(String, String, i32, String)> {
+    db.client()
+        .await
+        .query(
+            "SELECT p.name, e.state, e.count, e.message FROM events e
+             JOIN event_policies p ON p.id = e.event_policy_id ORDER BY e.id",
+            &[],
+        )
+        .await
+        .expect("events")
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect()
+}
+
+fn ev(policy: &str, state: &str, count: i32, message: &str) -> (String, String, i32, String) {
+    (policy.into(), state.into(), count, message.into())
+}
+
+#[tokio::test]
+async fn alerts_raise_count_and_clear_events_in_one_transaction_each() {
+    let db = TestDb::new().await;
+    db.client()
+        .await
+        .batch_execute(POLICIES)
+        .await
+        .expect("policies");
+    let s = serve(&db, "body").await;
+
+    let r = send(
+        &s,
+        None,
+        &alert("a1", "UPS ups1.example.com", "Running on battery"),
+    )
+    .await;
+    assert!(r.starts_with("250 2.0.0"), "{r}");
+    send(
+        &s,
+        None,
+        &alert("a2", "UPS ups1.example.com", "Still on battery"),
+    )
+    .await;
+    assert_eq!(
+        events(&db).await,
+        [ev(
+            "On battery",
+            "active",
+            2,
+            "ups1.example.com: Still on battery"
+        )]
+    );
+
+    // The recovery raises its own (healthy) event and clears the outage.
+    send(
+        &s,
+        None,
+        &alert(
+            "a3",
+            "UPS ups1.example.com: Power restored",
+            "Utility power is restored",
+        ),
+    )
+    .await;
+    assert_eq!(
+        events(&db).await,
+        [
+            ev(
+                "On battery",
+                "cleared",
+                2,
+                "ups1.example.com: Still on battery"
+            ),
+            ev(
+                "Power restored",
+                "active",
+                1,
+                "ups1.example.com: UPS ups1.example.com: Power restored"
+            ),
+        ]
+    );
+    let reason: String = db
+        .client()
+        .await
+        .query_one(
+            "SELECT cleared_reason FROM events WHERE state = 'cleared'",
+            &[],
+        )
+        .await
+        .expect("cleared")
+        .get(0);
+    assert_eq!(reason, "cleared by Power restored");
+
+    // A new outage after the clear is a new event.
+    send(
+        &s,
+        None,
+        &alert("a4", "UPS ups1.example.com", "on battery again"),
+    )
+    .await;
+    assert_eq!(events(&db).await.len(), 3);
+
+    // Each mail is logged on the device, linked to its stored message.
+    let logs: i64 = db
+        .client()
+        .await
+        .query_one(
+            "SELECT count(*) FROM device_logs l JOIN inbound_messages m ON m.id = l.inbound_message_id
+             WHERE l.device_id = 1",
+            &[],
+        )
+        .await
+        .expect("logs")
+        .get(0);
+    assert_eq!(logs, 4);
+}
+
+#[tokio::test]
+async fn a_redelivery_raises_nothing_twice() {
+    let db = TestDb::new().await;
+    db.client()
+        .await
+        .batch_execute(POLICIES)
+        .await
+        .expect("policies");
+    let s = serve(&db, "body").await;
+    let message = alert("r1", "UPS ups1.example.com", "on battery");
+    assert!(send(&s, Some("4ZQa1"), &message)
+        .await
+        .contains("stored as"));
+    assert!(send(&s, Some("4ZQa1"), &message)
+        .await
+        .contains("already stored"));
+    assert_eq!(
+        events(&db).await,
+        [ev(
+            "On battery",
+            "active",
+            1,
+            "ups1.example.com: on battery"
+        )]
+    );
+    let logs: i64 = db
+        .client()
+        .await
+        .query_one("SELECT count(*) FROM device_logs", &[])
+        .await
+        .expect("logs")
+        .get(0);
+    assert_eq!(logs, 1);
+}
+
+#[tokio::test]
+async fn no_device_is_e701_in_the_system_log() {
+    let db = TestDb::new().await;
+    db.client()
+        .await
+        .batch_execute(POLICIES)
+        .await
+        .expect("policies");
+    let s = serve(&db, "body").await;
+    send(&s, None, &alert("e1", "UPS ups9.example.com", "on battery")).await;
+    let row = db
+        .client()
+        .await
+        .query_one(
+            "SELECT l.code, l.message, m.message_id FROM system_log l
+             JOIN inbound_messages m ON m.id = l.inbound_message_id",
+            &[],
+        )
+        .await
+        .expect("system log");
+    assert_eq!(row.get::<_, &str>(0), "E701");
+    assert_eq!(
+        row.get::<_, &str>(1),
+        "Could not match device to email from ups@example.com with subject \"UPS ups9.example.com\""
+    );
+    assert_eq!(row.get::<_, &str>(2), "e1@example.com");
+    assert!(events(&db).await.is_empty());
+}
+
+#[tokio::test]
+async fn an_event_not_seen_for_its_expiry_is_cleared_and_a_repeat_starts_anew() {
+    let db = TestDb::new().await;
+    db.client()
+        .await
+        .batch_execute(POLICIES)
+        .await
+        .expect("policies");
+    let s = serve(&db, "body").await;
+    send(&s, None, &alert("x1", "UPS ups1.example.com", "on battery")).await;
+    // Eleven minutes pass (expire_after_s = 600).
+    db.client()
+        .await
+        .batch_execute("UPDATE events SET last_seen = last_seen - interval '11 minutes'")
+        .await
+        .expect("age");
+    send(&s, None, &alert("x2", "UPS ups1.example.com", "on battery")).await;
+    assert_eq!(
+        events(&db).await,
+        [
+            ev("On battery", "cleared", 1, "ups1.example.com: on battery"),
+            ev("On battery", "active", 1, "ups1.example.com: on battery"),
+        ]
+    );
+    // The periodic sweep clears what nobody repeats.
+    db.client()
+        .await
+        .batch_execute("UPDATE events SET last_seen = last_seen - interval '11 minutes' WHERE state = 'active'")
+        .await
+        .expect("age");
+    let client = db.client().await;
+    assert_eq!(
+        mailops::store::events::expire(&client)
+            .await
+            .expect("sweep"),
+        1
+    );
+    let reasons: Vec<String> = client
+        .query("SELECT cleared_reason FROM events ORDER BY id", &[])
+        .await
+        .expect("reasons")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(reasons, ["expired", "expired"]);
+}
+
+#[tokio::test]
+async fn policies_changed_while_serving_apply_to_the_next_mail() {
+    let db = TestDb::new().await;
+    db.client()
+        .await
+        .batch_execute(POLICIES)
+        .await
+        .expect("policies");
+    let s = serve(&db, "subject_and_body").await;
+    send(
+        &s,
+        None,
+        &alert("p1", "UPS nas1.example.com overheating", "temperature 61C"),
+    )
+    .await;
+    assert!(events(&db).await.is_empty());
+
+    db.client()
+        .await
+        .batch_execute(
+            "INSERT INTO event_policies (name, severity, message, match_logic, first_match, second_match)
+             VALUES ('Overheating', 'critical', '%S', 'regex', 'overheat', 'temperature \\d+C')",
+        )
+        .await
+        .expect("new policy");
+    // serve reloads on NOTIFY; wait until the next mail raises the new event.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut n = 0;
+    loop {
+        n += 1;
+        send(
+            &s,
+            None,
+            &alert(
+                &format!("p2-{n}"),
+                "UPS nas1.example.com overheating",
+                "temperature 62C",
+            ),
+        )
+        .await;
+        if !events(&db).await.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the new policy was never used");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        events(&db).await,
+        [ev(
+            "Overheating",
+            "active",
+            1,
+            "UPS nas1.example.com overheating"
+        )]
+    );
+}
