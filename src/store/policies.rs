@@ -34,7 +34,10 @@ pub async fn load(pool: &Pool) -> Result<Model, Error> {
         .start()
         .await?;
     let devices = tx
-        .query("SELECT id, name, ip, organization FROM devices ORDER BY id", &[])
+        .query(
+            "SELECT id, name, ip, organization FROM devices ORDER BY id",
+            &[],
+        )
         .await?
         .iter()
         .map(|r| Device {
