@@ -4,6 +4,7 @@ pub mod evaluate;
 pub mod model;
 pub mod policies;
 pub mod refresh;
+pub mod simulate;
 
 use std::sync::{Arc, RwLock};
 

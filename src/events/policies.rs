@@ -145,6 +145,14 @@ impl Policies {
         self.devices.get(&id)
     }
 
+    /// The name of the event policy with this id.
+    pub fn event_policy_name(&self, id: i64) -> Option<&str> {
+        self.event_policies
+            .iter()
+            .find(|p| p.policy.id == id)
+            .map(|p| p.policy.name.as_str())
+    }
+
     /// How many devices there are.
     pub fn device_count(&self) -> usize {
         self.devices.len()
