@@ -52,6 +52,7 @@ as_postgres() (
 )
 
 # install_packages [EXTRA...]: MAILOPS_PACKAGES and any extra packages named.
+# shellcheck disable=SC2120 # extra packages are optional
 install_packages() {
     local missing=() p
     for p in "${MAILOPS_PACKAGES[@]}" "$@"; do

@@ -11,6 +11,7 @@ pub mod events;
 pub mod group;
 pub mod lmtp;
 pub mod message;
+pub mod policy;
 pub mod postfix;
 pub mod route;
 pub mod serve;

@@ -31,6 +31,39 @@ enum Command {
     },
     /// Check the config file and list every problem.
     CheckConfig,
+    /// Devices, originator and event policies: apply a policy file, or export one.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+}
+
+/// `mailops policy …`
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Make the database's policies what FILE says, in one transaction (applying it twice
+    /// changes nothing); any problem is listed and nothing is written.
+    Apply {
+        /// The policy file (TOML; see docs/policies.md).
+        file: PathBuf,
+        /// Also delete the event policies, originators and devices FILE does not have.
+        #[arg(long)]
+        prune: bool,
+        /// Check everything and report what would change, without writing it.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Write the database's policies to stdout, in the policy file format.
+    Export,
+    /// Show what a message would do (originator policies tried, device, events, rows),
+    /// without writing anything.
+    Test {
+        /// The message (.eml).
+        message: PathBuf,
+        /// Use this policy file instead of the database's policies.
+        #[arg(long)]
+        policies: Option<PathBuf>,
+    },
 }
 
 #[tokio::main]
@@ -60,6 +93,71 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         Command::CheckConfig => println!("{}: ok", cli.config.display()),
+        Command::Policy { command } => policy(&config, command).await?,
+    }
+    Ok(())
+}
+
+/// `mailops policy …`: summaries and exports on stdout, problems in the error.
+async fn policy(config: &Config, command: PolicyCommand) -> anyhow::Result<()> {
+    use mailops::policy::{self, PolicyFile};
+    // One connection is enough: apply and export each use a single one.
+    let database = || async {
+        let pool = mailops::store::pool(&config.database.url, 1)?;
+        mailops::store::migrate::check(&pool).await?;
+        anyhow::Ok(pool)
+    };
+    match command {
+        PolicyCommand::Apply {
+            file,
+            prune,
+            dry_run,
+        } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let invalid = |e: policy::Error| anyhow::anyhow!("{}: {e}", file.display());
+            let policies =
+                PolicyFile::parse(&text).map_err(|p| invalid(policy::Error::Invalid(p)))?;
+            let options = policy::Options { prune, dry_run };
+            let summary = policy::apply(&database().await?, &policies, options)
+                .await
+                .map_err(invalid)?;
+            print!("{summary}");
+            if dry_run {
+                println!("dry run: nothing was written");
+            }
+        }
+        PolicyCommand::Export => print!("{}", policy::export(&database().await?).await?),
+        PolicyCommand::Test { message, policies } => {
+            let raw = std::fs::read(&message)
+                .with_context(|| format!("reading {}", message.display()))?;
+            let model = match policies {
+                Some(file) => {
+                    let text = std::fs::read_to_string(&file)
+                        .with_context(|| format!("reading {}", file.display()))?;
+                    PolicyFile::parse(&text)
+                        .and_then(|f| f.to_model())
+                        .map_err(|p| {
+                            anyhow::anyhow!("{}: {}", file.display(), policy::Error::Invalid(p))
+                        })?
+                }
+                None => policy::load(&database().await?).await?,
+            };
+            let (compiled, problems) = mailops::events::policies::Policies::new(
+                model.devices,
+                model.originators,
+                model.event_policies,
+            );
+            for problem in problems {
+                eprintln!("left out: {problem}");
+            }
+            let report = mailops::events::simulate::report(
+                &compiled,
+                &mailops::message::Message::parse(&raw),
+                (&config.inbound).into(),
+            );
+            print!("{report}");
+        }
     }
     Ok(())
 }

@@ -16,7 +16,7 @@ pub struct Message {
     /// The first address in `From`.
     pub from_address: Option<String>,
     /// The body as text: the first text part, or the HTML part turned into text; charsets,
-    /// quoted-printable and base64 decoded; surrounding white space trimmed.
+    /// quoted-printable and base64 decoded; LF line ends; surrounding white space trimmed.
     pub body: String,
 }
 
@@ -30,7 +30,7 @@ impl Message {
                 message_id: m.message_id().map(text),
                 subject: m.subject().map(text),
                 from_address: m.from().and_then(|a| a.first()?.address()).map(text),
-                body: m.body_text(0).map(|b| text(b.trim())).unwrap_or_default(),
+                body: m.body_text(0).map(|b| body_text(&b)).unwrap_or_default(),
             })
         }));
         match parsed {
@@ -45,6 +45,11 @@ impl Message {
             }
         }
     }
+}
+
+/// The body as stored and matched: LF line ends, no NULs, surrounding white space trimmed.
+fn body_text(body: &str) -> String {
+    text(body.trim()).replace("\r\n", "\n")
 }
 
 /// Text as PostgreSQL can store it: without NUL characters.
@@ -114,6 +119,12 @@ Content-Transfer-Encoding: quoted-printable\r\n\r\nTemp=E9rature =E9lev=E9e\r\n"
             Message::parse(raw).body,
             "Temp\u{e9}rature \u{e9}lev\u{e9}e"
         );
+    }
+
+    #[test]
+    fn line_ends_are_lf() {
+        let raw = b"From: a@example.com\r\n\r\nline one\r\nline two\r\n\r\n";
+        assert_eq!(Message::parse(raw).body, "line one\nline two");
     }
 
     #[test]

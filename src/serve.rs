@@ -73,11 +73,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             source,
         })?;
     tracing::info!(listen = %listener.local_addr_string(), "lmtp listening");
-    let settings = Settings {
-        strip_fqdn: config.inbound.strip_fqdn,
-        alert_message: config.inbound.alert_message,
-    };
-    let backend = Arc::new(Delivery::new(pool, router, current, settings));
+    let backend = Arc::new(Delivery::new(
+        pool,
+        router,
+        current,
+        Settings::from(&config.inbound),
+    ));
     lmtp::serve(
         listener,
         backend,

@@ -357,3 +357,30 @@ async fn policies_changed_while_serving_apply_to_the_next_mail() {
         )]
     );
 }
+
+#[test]
+fn policy_test_shows_the_decision_from_a_file_without_a_database() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mailops"))
+        .args(["-c", "mailops.example.toml", "policy", "test"])
+        .arg("tests/fixtures/events/01-veeam-daily-failed-html.eml")
+        .args(["--policies", "tests/fixtures/events/policies.toml"])
+        // Nothing listens there: the file alone must do.
+        .env("MAILOPS_DATABASE_URL", "postgres://nobody@127.0.0.1:1/none")
+        .output()
+        .expect("running mailops policy test");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for line in [
+        "originator veeam@example.com: device \"vbr01.example.com\" (alignment override)",
+        "device: vbr01.example.com (id 4243)",
+        "event policies matched:\n  Veeam job failed\n",
+        "events: Veeam job failed major on vbr01.example.com (or count a repeat of the active one): \
+         \"vbr01.example.com: [Failed] Daily-VMs (3 machines) 1 failed\"",
+    ] {
+        assert!(stdout.contains(line), "{line:?} missing from:\n{stdout}");
+    }
+}

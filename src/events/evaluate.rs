@@ -35,6 +35,15 @@ pub struct Settings {
     pub alert_message: AlertMessage,
 }
 
+impl From<&crate::config::Inbound> for Settings {
+    fn from(inbound: &crate::config::Inbound) -> Settings {
+        Settings {
+            strip_fqdn: inbound.strip_fqdn,
+            alert_message: inbound.alert_message,
+        }
+    }
+}
+
 /// One row to write, or one change to make, in the message's transaction.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Write {

@@ -36,15 +36,22 @@ pub async fn run(pool: &Pool) -> Result<Vec<i32>, Error> {
 }
 
 async fn apply_pending(client: &mut deadpool_postgres::Client) -> Result<Vec<i32>, Error> {
-    client
-        .batch_execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (
-                 version    integer PRIMARY KEY,
-                 name       text NOT NULL,
-                 applied_at timestamptz NOT NULL DEFAULT now()
-             )",
-        )
-        .await?;
+    // Under the lock, so checking first is safe (and spares the NOTICE "already exists").
+    let exists: bool = client
+        .query_one("SELECT to_regclass('schema_migrations') IS NOT NULL", &[])
+        .await?
+        .get(0);
+    if !exists {
+        client
+            .batch_execute(
+                "CREATE TABLE schema_migrations (
+                     version    integer PRIMARY KEY,
+                     name       text NOT NULL,
+                     applied_at timestamptz NOT NULL DEFAULT now()
+                 )",
+            )
+            .await?;
+    }
     let current = current_version(client).await?;
     let mut applied = Vec::new();
     for &(version, name, sql) in MIGRATIONS.iter().filter(|m| m.0 > current) {

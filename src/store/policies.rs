@@ -1,7 +1,7 @@
 //! `devices`, `originator_policies`, `event_policies`: read whole, for the in-memory policies.
 
 use deadpool_postgres::Pool;
-use tokio_postgres::Row;
+use tokio_postgres::{GenericClient, Row};
 
 use super::Error;
 use crate::events::model::{Device, EventPolicy, Originator};
@@ -33,7 +33,14 @@ pub async fn load(pool: &Pool) -> Result<Model, Error> {
         .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
         .start()
         .await?;
-    let devices = tx
+    let model = read(&*tx).await?;
+    tx.commit().await?;
+    Ok(model)
+}
+
+/// Reads all three tables through `client` (a transaction, for a consistent view).
+pub async fn read(client: &impl GenericClient) -> Result<Model, Error> {
+    let devices = client
         .query(
             "SELECT id, name, ip, organization FROM devices ORDER BY id",
             &[],
@@ -47,7 +54,7 @@ pub async fn load(pool: &Pool) -> Result<Model, Error> {
             organization: r.get("organization"),
         })
         .collect();
-    let originators = tx
+    let originators = client
         .query(
             "SELECT id, address, regex_type, pattern_type, pattern, alignment, default_device_id
              FROM originator_policies ORDER BY position, id",
@@ -67,7 +74,7 @@ pub async fn load(pool: &Pool) -> Result<Model, Error> {
             })
         })
         .collect::<Result<_, Error>>()?;
-    let event_policies = tx
+    let event_policies = client
         .query(
             "SELECT id, name, severity, message, match_logic, first_match, second_match,
                     clears_event_policy_id, expire_after_s
@@ -90,7 +97,6 @@ pub async fn load(pool: &Pool) -> Result<Model, Error> {
             })
         })
         .collect::<Result<_, Error>>()?;
-    tx.commit().await?;
     Ok(Model {
         devices,
         originators,

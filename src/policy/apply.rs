@@ -1,0 +1,225 @@
+//! `mailops policy apply`: makes the database's policies what a file says, in one transaction.
+
+use std::collections::HashMap;
+
+use deadpool_postgres::Pool;
+use tokio_postgres::Transaction;
+
+use super::plan::{self, Existing, Op};
+use super::{Error, PolicyFile, Summary};
+use crate::store;
+
+/// Key of the advisory lock that serialises applies ("policy" in ASCII); `migrate` uses another.
+const LOCK_KEY: i64 = 0x0000_706f_6c69_6379;
+
+/// How to apply a file.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Options {
+    /// Also delete the event policies, originators and devices the file does not have.
+    pub prune: bool,
+    /// Make the writes, then roll them back: checks everything, changes nothing.
+    pub dry_run: bool,
+}
+
+/// Makes the database's devices, originator and event policies what `file` says, in one
+/// transaction, writing only rows that differ. Every problem (the file's own, and references or
+/// ids that clash with the database) is returned at once, and then nothing is written.
+pub async fn apply(pool: &Pool, file: &PolicyFile, options: Options) -> Result<Summary, Error> {
+    let problems = file.check();
+    if !problems.is_empty() {
+        return Err(Error::Invalid(problems));
+    }
+    let mut client = pool.get().await?;
+    // READ COMMITTED (the default): each statement sees what committed before it started, so
+    // the reads below, made once the lock is ours, see everything an earlier apply wrote.
+    // REPEATABLE READ would take its snapshot at the lock statement, before the wait.
+    let tx = client.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK_KEY])
+        .await?;
+    let existing = read(&tx).await?;
+    let plan = plan::plan(file, Some(&existing), options.prune).map_err(Error::Invalid)?;
+    write(&tx, &plan.ops).await?;
+    if options.dry_run {
+        tx.rollback().await?;
+    } else {
+        tx.commit().await?;
+    }
+    Ok(plan.summary)
+}
+
+/// The three tables and the originators' positions, as this transaction sees them.
+async fn read(tx: &Transaction<'_>) -> Result<Existing, store::Error> {
+    let model = store::policies::read(tx).await?;
+    let positions = tx
+        .query(
+            "SELECT position FROM originator_policies ORDER BY position, id",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    Ok(Existing { model, positions })
+}
+
+/// Makes the plan's writes, in order. Each UPDATE also checks that the row still differs, so a
+/// row someone else already changed to the same values is left alone.
+async fn write(tx: &Transaction<'_>, ops: &[Op]) -> Result<(), tokio_postgres::Error> {
+    // Provisional (negative) ids of the rows inserted here, to the ids they got.
+    let (mut devices, mut policies) = (HashMap::new(), HashMap::new());
+    let real = |map: &HashMap<i64, i64>, id: i64| {
+        if id < 0 {
+            *map.get(&id)
+                .expect("the plan inserts a row before any write refers to it")
+        } else {
+            id
+        }
+    };
+    for op in ops {
+        match op {
+            Op::InsertDevice(d) if d.id > 0 => {
+                tx.execute(
+                    "INSERT INTO devices (id, name, ip, organization) VALUES ($1, $2, $3, $4)",
+                    &[&d.id, &d.name, &d.ip, &d.organization],
+                )
+                .await?;
+            }
+            Op::InsertDevice(d) => {
+                let row = tx
+                    .query_one(
+                        "INSERT INTO devices (name, ip, organization) VALUES ($1, $2, $3)
+                         RETURNING id",
+                        &[&d.name, &d.ip, &d.organization],
+                    )
+                    .await?;
+                devices.insert(d.id, row.get(0));
+            }
+            Op::UpdateDevice(d) => {
+                tx.execute(
+                    "UPDATE devices SET ip = $2, organization = $3, updated_at = now()
+                     WHERE id = $1 AND (ip, organization) IS DISTINCT FROM ($2::inet, $3::text)",
+                    &[&d.id, &d.ip, &d.organization],
+                )
+                .await?;
+            }
+            Op::BumpDeviceIds => {
+                // setval only ever moves the sequence forward here; it is not a table write.
+                tx.execute(
+                    "SELECT setval(seq, top)
+                     FROM (SELECT pg_get_serial_sequence('devices', 'id')::regclass AS seq,
+                                  (SELECT max(id) FROM devices) AS top) s
+                     WHERE top > coalesce(pg_sequence_last_value(seq), 0)",
+                    &[],
+                )
+                .await?;
+            }
+            Op::InsertOriginator(o, position) => {
+                tx.execute(
+                    "INSERT INTO originator_policies
+                         (position, address, regex_type, pattern_type, pattern, alignment,
+                          default_device_id)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    &[
+                        position,
+                        &o.address,
+                        &o.regex_type.as_str(),
+                        &o.pattern_type.as_str(),
+                        &o.pattern,
+                        &o.alignment.as_str(),
+                        &o.default_device_id.map(|id| real(&devices, id)),
+                    ],
+                )
+                .await?;
+            }
+            Op::UpdateOriginator(o, position) => {
+                tx.execute(
+                    "UPDATE originator_policies
+                     SET position = $2, regex_type = $3, pattern_type = $4, pattern = $5,
+                         alignment = $6, default_device_id = $7
+                     WHERE id = $1
+                       AND (position, regex_type, pattern_type, pattern, alignment,
+                            default_device_id)
+                           IS DISTINCT FROM ($2::integer, $3::text, $4::text, $5::text,
+                                             $6::text, $7::bigint)",
+                    &[
+                        &o.id,
+                        position,
+                        &o.regex_type.as_str(),
+                        &o.pattern_type.as_str(),
+                        &o.pattern,
+                        &o.alignment.as_str(),
+                        &o.default_device_id.map(|id| real(&devices, id)),
+                    ],
+                )
+                .await?;
+            }
+            Op::InsertEventPolicy(p) => {
+                let row = tx
+                    .query_one(
+                        "INSERT INTO event_policies
+                             (name, severity, message, match_logic, first_match, second_match,
+                              expire_after_s)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7)
+                         RETURNING id",
+                        &[
+                            &p.name,
+                            &p.severity.as_str(),
+                            &p.message,
+                            &p.match_logic.as_str(),
+                            &p.first_match,
+                            &p.second_match,
+                            &p.expire_after_s,
+                        ],
+                    )
+                    .await?;
+                policies.insert(p.id, row.get(0));
+            }
+            Op::UpdateEventPolicy(p) => {
+                tx.execute(
+                    "UPDATE event_policies
+                     SET severity = $2, message = $3, match_logic = $4, first_match = $5,
+                         second_match = $6, expire_after_s = $7
+                     WHERE id = $1
+                       AND (severity, message, match_logic, first_match, second_match,
+                            expire_after_s)
+                           IS DISTINCT FROM ($2::text, $3::text, $4::text, $5::text, $6::text,
+                                             $7::integer)",
+                    &[
+                        &p.id,
+                        &p.severity.as_str(),
+                        &p.message,
+                        &p.match_logic.as_str(),
+                        &p.first_match,
+                        &p.second_match,
+                        &p.expire_after_s,
+                    ],
+                )
+                .await?;
+            }
+            Op::SetClears { id, clears_id } => {
+                tx.execute(
+                    "UPDATE event_policies SET clears_event_policy_id = $2
+                     WHERE id = $1 AND clears_event_policy_id IS DISTINCT FROM $2::bigint",
+                    &[
+                        &real(&policies, *id),
+                        &clears_id.map(|c| real(&policies, c)),
+                    ],
+                )
+                .await?;
+            }
+            Op::DeleteEventPolicies(ids) => {
+                tx.execute("DELETE FROM event_policies WHERE id = ANY($1)", &[ids])
+                    .await?;
+            }
+            Op::DeleteOriginators(ids) => {
+                tx.execute("DELETE FROM originator_policies WHERE id = ANY($1)", &[ids])
+                    .await?;
+            }
+            Op::DeleteDevices(ids) => {
+                tx.execute("DELETE FROM devices WHERE id = ANY($1)", &[ids])
+                    .await?;
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,343 @@
+//! The checks of a policy file's values that need nothing but the file, and how each
+//! problem names the entry it belongs to.
+
+use std::collections::{HashMap, HashSet};
+
+use super::file::{DeviceEntry, EventPolicyEntry, OriginatorEntry, PolicyFile, DEFAULT_MESSAGE};
+use crate::events::model::{
+    compile_regex, Alignment, MatchLogic, PatternType, MAX_ADVANCED_PATTERN,
+};
+use crate::route::address_key;
+
+/// The three kinds of entry, in the order problems are listed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) enum Kind {
+    Device,
+    Originator,
+    EventPolicy,
+}
+
+impl Kind {
+    /// The array's name in the file.
+    pub(crate) fn key(self) -> &'static str {
+        match self {
+            Kind::Device => "device",
+            Kind::Originator => "originator",
+            Kind::EventPolicy => "event_policy",
+        }
+    }
+
+    /// How keys of this kind are compared: ASCII case folded for device names (as alerts are
+    /// matched to devices) and addresses, exactly for event policy names.
+    fn fold(self, key: &str) -> String {
+        match self {
+            Kind::Device => key.to_ascii_lowercase(),
+            Kind::Originator => address_key(key),
+            Kind::EventPolicy => key.to_owned(),
+        }
+    }
+}
+
+/// Problems found so far, each with the entry it belongs to, listed in file order at the end.
+#[derive(Debug, Default)]
+pub(crate) struct Problems {
+    list: Vec<(Option<(Kind, usize)>, String)>,
+    /// Keys already reported as unusable: later problems with them would only repeat that.
+    skip: HashSet<(Kind, usize, String)>,
+}
+
+impl Problems {
+    /// A problem with entry `index` (0-based) of `kind`, worded `"key: what is wrong"`.
+    pub(crate) fn entry(&mut self, kind: Kind, index: usize, text: impl Into<String>) {
+        let text = text.into();
+        let key = text.split(':').next().unwrap_or_default();
+        if !self.skip.contains(&(kind, index, key.to_owned())) {
+            self.list.push((Some((kind, index)), text));
+        }
+    }
+
+    /// From now on, leaves out problems with `key` of this entry.
+    pub(super) fn skip(&mut self, kind: Kind, index: usize, key: &str) {
+        self.skip.insert((kind, index, key.to_owned()));
+    }
+
+    /// A problem with the file as a whole.
+    pub(super) fn file(&mut self, text: impl Into<String>) {
+        self.list.push((None, text.into()));
+    }
+
+    /// Whether no problem was found.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    /// One line per problem, each starting with its entry's label, in file order.
+    pub(crate) fn finish(mut self, labels: &Labels) -> Vec<String> {
+        self.list.sort_by_key(|(at, _)| *at);
+        self.list
+            .into_iter()
+            .map(|(at, text)| match at {
+                Some((kind, index)) => format!("{}: {text}", labels.get(kind, index)),
+                None => text,
+            })
+            .collect()
+    }
+}
+
+/// How problems name entries: `device "nas1"`, `originator "a@b.c" (entry 3)`,
+/// `event_policy (entry 2)` when the name is missing; the entry number is added whenever the
+/// name alone is ambiguous, and always for originators, whose order matters.
+#[derive(Debug, Default)]
+pub(crate) struct Labels(HashMap<(Kind, usize), String>);
+
+impl Labels {
+    /// Labels for entries whose keys (name or address, when present) are given in order.
+    pub(super) fn add(&mut self, kind: Kind, keys: &[Option<&str>]) {
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        for key in keys.iter().flatten() {
+            *seen.entry(kind.fold(key)).or_default() += 1;
+        }
+        for (index, key) in keys.iter().enumerate() {
+            let label = match key {
+                Some(key) if !key.trim().is_empty() => {
+                    if kind == Kind::Originator || seen[&kind.fold(key)] > 1 {
+                        format!("{} {key:?} (entry {})", kind.key(), index + 1)
+                    } else {
+                        format!("{} {key:?}", kind.key())
+                    }
+                }
+                _ => format!("{} (entry {})", kind.key(), index + 1),
+            };
+            self.0.insert((kind, index), label);
+        }
+    }
+
+    /// Labels for a file's entries.
+    pub(crate) fn of(file: &PolicyFile) -> Labels {
+        let mut labels = Labels::default();
+        let keys: Vec<_> = file.devices.iter().map(|d| Some(d.name.as_str())).collect();
+        labels.add(Kind::Device, &keys);
+        let keys: Vec<_> = file
+            .originators
+            .iter()
+            .map(|o| Some(o.address.as_str()))
+            .collect();
+        labels.add(Kind::Originator, &keys);
+        let keys: Vec<_> = file
+            .event_policies
+            .iter()
+            .map(|p| Some(p.name.as_str()))
+            .collect();
+        labels.add(Kind::EventPolicy, &keys);
+        labels
+    }
+
+    fn get(&self, kind: Kind, index: usize) -> String {
+        self.0
+            .get(&(kind, index))
+            .cloned()
+            .unwrap_or_else(|| format!("{} (entry {})", kind.key(), index + 1))
+    }
+}
+
+/// The value checks, on entries tagged with their index in the file.
+pub(crate) fn check(
+    devices: &[(usize, DeviceEntry)],
+    originators: &[(usize, OriginatorEntry)],
+    event_policies: &[(usize, EventPolicyEntry)],
+    problems: &mut Problems,
+) {
+    let mut names = Seen::new(Kind::Device);
+    let mut ids: HashMap<i64, usize> = HashMap::new();
+    for (i, d) in devices {
+        let mut at = |text: String| problems.entry(Kind::Device, *i, text);
+        match key_text(&d.name) {
+            Err(why) => at(format!("name: {why}")),
+            Ok(()) => names.check(&d.name, *i, "name", &mut at),
+        }
+        if let Some(id) = d.id {
+            if id < 1 {
+                at(format!("id: {id} is not a positive integer"));
+            } else if let Some(first) = ids.insert(id, *i) {
+                ids.insert(id, first);
+                at(format!(
+                    "id: {id} is also the id of device entry {}",
+                    first + 1
+                ));
+            }
+        }
+        optional_text(&d.organization, "organization", &mut at);
+    }
+
+    let mut addresses = Seen::new(Kind::Originator);
+    for (i, o) in originators {
+        let mut at = |text: String| problems.entry(Kind::Originator, *i, text);
+        match check_address(&o.address) {
+            Err(why) => at(format!("address: {why}")),
+            Ok(()) => addresses.check(&o.address, *i, "address", &mut at),
+        }
+        if o.pattern.is_empty() {
+            at("pattern: must not be empty".into());
+        } else if o.pattern_type == PatternType::Advanced {
+            let length = o.pattern.chars().count();
+            if length > MAX_ADVANCED_PATTERN {
+                at(format!("pattern: an advanced pattern is at most {MAX_ADVANCED_PATTERN} characters, this one has {length}"));
+            } else if let Err(why) = compile_regex(&o.pattern) {
+                at(format!("pattern: invalid regex: {}", indent(&why)));
+            }
+        }
+        optional_text(&o.default_device, "default_device", &mut at);
+        if o.default_device.is_none() && o.alignment != Alignment::Discard {
+            at(format!(
+                "default_device: required when alignment is {:?}",
+                o.alignment.as_str()
+            ));
+        }
+    }
+
+    let mut names = Seen::new(Kind::EventPolicy);
+    for (i, p) in event_policies {
+        let mut at = |text: String| problems.entry(Kind::EventPolicy, *i, text);
+        match key_text(&p.name) {
+            Err(why) => at(format!("name: {why}")),
+            Ok(()) => names.check(&p.name, *i, "name", &mut at),
+        }
+        if p.message.is_empty() {
+            at(format!(
+                "message: must not be empty (leave it out for {DEFAULT_MESSAGE:?})"
+            ));
+        } else if let Err(why) = check_template(&p.message) {
+            at(format!("message: {why}"));
+        }
+        for (field, value) in [
+            ("first_match", Some(&p.first_match)),
+            ("second_match", p.second_match.as_ref()),
+        ] {
+            match value {
+                Some(v) if v.is_empty() => at(format!("{field}: must not be empty")),
+                Some(v) if p.match_logic == MatchLogic::Regex => {
+                    if let Err(why) = compile_regex(v) {
+                        at(format!("{field}: invalid regex: {}", indent(&why)));
+                    }
+                }
+                _ => {}
+            }
+        }
+        optional_text(&p.clears, "clears", &mut at);
+        if p.clears.as_deref() == Some(p.name.as_str()) {
+            at("clears: an event policy cannot clear itself".into());
+        }
+        if let Some(s) = p.expire_after_s.filter(|s| *s < 1) {
+            at(format!(
+                "expire_after_s: {s} is not a positive number of seconds"
+            ));
+        }
+    }
+}
+
+/// Keys already seen in one array, to report duplicates.
+struct Seen {
+    kind: Kind,
+    first: HashMap<String, usize>,
+}
+
+impl Seen {
+    fn new(kind: Kind) -> Seen {
+        Seen {
+            kind,
+            first: HashMap::new(),
+        }
+    }
+
+    fn check(&mut self, key: &str, index: usize, field: &str, at: &mut impl FnMut(String)) {
+        let folded = self.kind.fold(key);
+        match self.first.get(&folded) {
+            Some(first) => {
+                let how = match self.kind {
+                    Kind::Device => " (device names are compared ignoring case)",
+                    Kind::Originator => " (addresses are compared ignoring case)",
+                    Kind::EventPolicy => "",
+                };
+                at(format!(
+                    "{field}: duplicate of {} entry {}{how}",
+                    self.kind.key(),
+                    first + 1
+                ));
+            }
+            None => {
+                self.first.insert(folded, index);
+            }
+        }
+    }
+}
+
+/// A name: not empty, no white space at either end (alerts could never name it).
+fn key_text(text: &str) -> Result<(), &'static str> {
+    if text.trim().is_empty() {
+        Err("must not be empty")
+    } else if text.trim() != text {
+        Err("must not start or end with white space")
+    } else {
+        Ok(())
+    }
+}
+
+/// An optional text that, when given, is not empty.
+fn optional_text(value: &Option<String>, field: &str, at: &mut impl FnMut(String)) {
+    if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
+        at(format!(
+            "{field}: must not be empty (leave the key out instead)"
+        ));
+    }
+}
+
+/// Indents the continuation lines of a multi-line message (regex errors draw a caret).
+fn indent(message: &str) -> String {
+    message.trim_end().replace('\n', "\n      ")
+}
+
+/// An email address (`local@domain`, RFC 5322 dot-atoms, UTF-8 allowed as in RFC 6531) or
+/// `*@domain` for every sender at that domain.
+pub(super) fn check_address(address: &str) -> Result<(), String> {
+    const SPECIALS: &[char] = &[
+        '!', '#', '$', '%', '&', '\'', '*', '+', '-', '/', '=', '?', '^', '_', '`', '{', '|', '}',
+        '~',
+    ];
+    let atom = |a: &str, extra: &[char]| {
+        !a.is_empty()
+            && a.chars()
+                .all(|c| c.is_ascii_alphanumeric() || !c.is_ascii() || extra.contains(&c))
+    };
+    let bad = || Err(format!("{address:?} is not an email address or *@domain"));
+    let Some((local, domain)) = address.rsplit_once('@') else {
+        return bad();
+    };
+    let local_ok = local == "*" || local.split('.').all(|a| atom(a, SPECIALS));
+    let domain_ok = domain
+        .split('.')
+        .all(|l| atom(l, &['-', '_']) && !l.starts_with('-') && !l.ends_with('-'));
+    if local_ok && domain_ok {
+        Ok(())
+    } else {
+        bad()
+    }
+}
+
+/// A message template uses only `%M`, `%S`, `%D`, `%A` and `%%`.
+fn check_template(template: &str) -> Result<(), String> {
+    let mut chars = template.chars();
+    while let Some(c) = chars.next() {
+        if c == '%' {
+            match chars.next() {
+                Some('M' | 'S' | 'D' | 'A' | '%') => {}
+                Some(other) => {
+                    return Err(format!(
+                        "unknown escape %{other} (the escapes are %M body, %S subject, %D device, %A sender, %% a %)"
+                    ))
+                }
+                None => return Err("ends with a lone % (write %% for a %)".into()),
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,124 @@
+//! The policies a file declares on its own, for `policy test --policies FILE`: the plan's
+//! writes made in memory, with the ids a fresh database would assign.
+
+use std::collections::HashMap;
+
+use super::file::PolicyFile;
+use super::plan::{plan, Existing, Op, Plan};
+use super::Model;
+use crate::events::model::{Device, EventPolicy, Originator};
+
+impl Plan {
+    /// Makes the writes in memory, assigning ids as a fresh database would: a device's pinned
+    /// id or the next after the highest, and the next after the highest for the others.
+    pub(crate) fn execute_in_memory(&self, state: &mut Existing) {
+        fn next(ids: impl Iterator<Item = i64>) -> i64 {
+            ids.max().unwrap_or(0) + 1
+        }
+        let (mut devices, mut policies) = (HashMap::new(), HashMap::new());
+        let real = |map: &HashMap<i64, i64>, id: i64| if id < 0 { map[&id] } else { id };
+        let m = &mut state.model;
+        for op in &self.ops {
+            match op {
+                Op::InsertDevice(d) => {
+                    let id = if d.id > 0 {
+                        d.id
+                    } else {
+                        next(m.devices.iter().map(|d| d.id))
+                    };
+                    devices.insert(d.id, id);
+                    m.devices.push(Device { id, ..d.clone() });
+                }
+                Op::UpdateDevice(d) => {
+                    if let Some(row) = m.devices.iter_mut().find(|row| row.id == d.id) {
+                        *row = d.clone();
+                    }
+                }
+                Op::BumpDeviceIds => {}
+                Op::InsertOriginator(o, position) => {
+                    let id = next(m.originators.iter().map(|o| o.id));
+                    let default_device_id = o.default_device_id.map(|d| real(&devices, d));
+                    m.originators.push(Originator {
+                        id,
+                        default_device_id,
+                        ..o.clone()
+                    });
+                    state.positions.push(*position);
+                }
+                Op::UpdateOriginator(o, position) => {
+                    if let Some(i) = m.originators.iter().position(|row| row.id == o.id) {
+                        let default_device_id = o.default_device_id.map(|d| real(&devices, d));
+                        m.originators[i] = Originator {
+                            default_device_id,
+                            ..o.clone()
+                        };
+                        state.positions[i] = *position;
+                    }
+                }
+                Op::InsertEventPolicy(p) => {
+                    let id = next(m.event_policies.iter().map(|p| p.id));
+                    policies.insert(p.id, id);
+                    m.event_policies.push(EventPolicy {
+                        id,
+                        clears_id: None,
+                        ..p.clone()
+                    });
+                }
+                Op::UpdateEventPolicy(p) => {
+                    if let Some(row) = m.event_policies.iter_mut().find(|row| row.id == p.id) {
+                        *row = EventPolicy {
+                            clears_id: row.clears_id,
+                            ..p.clone()
+                        };
+                    }
+                }
+                Op::SetClears { id, clears_id } => {
+                    let id = real(&policies, *id);
+                    if let Some(row) = m.event_policies.iter_mut().find(|row| row.id == id) {
+                        row.clears_id = clears_id.map(|c| real(&policies, c));
+                    }
+                }
+                Op::DeleteEventPolicies(ids) => {
+                    m.event_policies.retain(|p| !ids.contains(&p.id));
+                    for p in &mut m.event_policies {
+                        p.clears_id = p.clears_id.filter(|c| !ids.contains(c));
+                    }
+                }
+                Op::DeleteOriginators(ids) => {
+                    (m.originators, state.positions) = m
+                        .originators
+                        .drain(..)
+                        .zip(state.positions.drain(..))
+                        .filter(|(o, _)| !ids.contains(&o.id))
+                        .unzip();
+                }
+                Op::DeleteDevices(ids) => m.devices.retain(|d| !ids.contains(&d.id)),
+            }
+        }
+        m.devices.sort_by_key(|d| d.id);
+        m.event_policies.sort_by_key(|p| p.id);
+        let mut rows: Vec<_> = m
+            .originators
+            .drain(..)
+            .zip(state.positions.drain(..))
+            .collect();
+        rows.sort_by_key(|(o, position)| (*position, o.id));
+        (m.originators, state.positions) = rows.into_iter().unzip();
+    }
+}
+
+impl PolicyFile {
+    /// The policies this file declares on its own (for `policy test --policies FILE`), with ids
+    /// as a fresh database would assign them: devices their pinned id or the next after the
+    /// highest pinned one, in file order; originators and event policies 1, 2, … in file order.
+    /// References resolve within the file only.
+    pub fn to_model(&self) -> Result<Model, Vec<String>> {
+        let problems = self.check();
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        let mut state = Existing::default();
+        plan(self, None, false)?.execute_in_memory(&mut state);
+        Ok(state.model)
+    }
+}
