@@ -56,6 +56,28 @@ INSERT INTO event_policies (name, severity, message, match_logic, first_match, c
     FROM event_policies WHERE name = 'On battery';
 ";
 
+/// A fresh database holding [`POLICIES`], and serve on it.
+async fn with_policies(alert_message: &str) -> (TestDb, Serve) {
+    let db = TestDb::new().await;
+    db.client()
+        .await
+        .batch_execute(POLICIES)
+        .await
+        .expect("policies");
+    let s = serve(&db, alert_message).await;
+    (db, s)
+}
+
+/// The single number `sql` selects.
+async fn count(db: &TestDb, sql: &str) -> i64 {
+    db.client()
+        .await
+        .query_one(sql, &[])
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .get(0)
+}
+
 fn alert(id: &str, subject: &str, body: &str) -> String {
     format!("From: APC <ups@example.com>\nMessage-ID: <{id}@example.com>\nSubject: {subject}\n\n{body}\n")
 }
@@ -95,13 +117,7 @@ fn ev(policy: &str, state: &str, count: i32, message: &str) -> (String, String, 
 
 #[tokio::test]
 async fn alerts_raise_count_and_clear_events_in_one_transaction_each() {
-    let db = TestDb::new().await;
-    db.client()
-        .await
-        .batch_execute(POLICIES)
-        .await
-        .expect("policies");
-    let s = serve(&db, "body").await;
+    let (db, s) = with_policies("body").await;
 
     let r = send(
         &s,
@@ -176,29 +192,18 @@ async fn alerts_raise_count_and_clear_events_in_one_transaction_each() {
     assert_eq!(events(&db).await.len(), 3);
 
     // Each mail is logged on the device, linked to its stored message.
-    let logs: i64 = db
-        .client()
-        .await
-        .query_one(
-            "SELECT count(*) FROM device_logs l JOIN inbound_messages m ON m.id = l.inbound_message_id
-             WHERE l.device_id = 1",
-            &[],
-        )
-        .await
-        .expect("logs")
-        .get(0);
+    let logs = count(
+        &db,
+        "SELECT count(*) FROM device_logs l JOIN inbound_messages m ON m.id = l.inbound_message_id
+         WHERE l.device_id = 1",
+    )
+    .await;
     assert_eq!(logs, 4);
 }
 
 #[tokio::test]
 async fn a_redelivery_raises_nothing_twice() {
-    let db = TestDb::new().await;
-    db.client()
-        .await
-        .batch_execute(POLICIES)
-        .await
-        .expect("policies");
-    let s = serve(&db, "body").await;
+    let (db, s) = with_policies("body").await;
     let message = alert("r1", "UPS ups1.example.com", "on battery");
     assert!(send(&s, Some("4ZQa1"), &message)
         .await
@@ -215,25 +220,12 @@ async fn a_redelivery_raises_nothing_twice() {
             "ups1.example.com: on battery"
         )]
     );
-    let logs: i64 = db
-        .client()
-        .await
-        .query_one("SELECT count(*) FROM device_logs", &[])
-        .await
-        .expect("logs")
-        .get(0);
-    assert_eq!(logs, 1);
+    assert_eq!(count(&db, "SELECT count(*) FROM device_logs").await, 1);
 }
 
 #[tokio::test]
 async fn no_device_is_e701_in_the_system_log() {
-    let db = TestDb::new().await;
-    db.client()
-        .await
-        .batch_execute(POLICIES)
-        .await
-        .expect("policies");
-    let s = serve(&db, "body").await;
+    let (db, s) = with_policies("body").await;
     send(&s, None, &alert("e1", "UPS ups9.example.com", "on battery")).await;
     let row = db
         .client()
@@ -256,13 +248,7 @@ async fn no_device_is_e701_in_the_system_log() {
 
 #[tokio::test]
 async fn an_event_not_seen_for_its_expiry_is_cleared_and_a_repeat_starts_anew() {
-    let db = TestDb::new().await;
-    db.client()
-        .await
-        .batch_execute(POLICIES)
-        .await
-        .expect("policies");
-    let s = serve(&db, "body").await;
+    let (db, s) = with_policies("body").await;
     send(&s, None, &alert("x1", "UPS ups1.example.com", "on battery")).await;
     // Eleven minutes pass (expire_after_s = 600).
     db.client()
@@ -303,13 +289,7 @@ async fn an_event_not_seen_for_its_expiry_is_cleared_and_a_repeat_starts_anew() 
 
 #[tokio::test]
 async fn policies_changed_while_serving_apply_to_the_next_mail() {
-    let db = TestDb::new().await;
-    db.client()
-        .await
-        .batch_execute(POLICIES)
-        .await
-        .expect("policies");
-    let s = serve(&db, "subject_and_body").await;
+    let (db, s) = with_policies("subject_and_body").await;
     send(
         &s,
         None,
