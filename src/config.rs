@@ -18,6 +18,8 @@ pub struct Config {
     pub inbound: Inbound,
     /// `[postfix]`
     pub postfix: Postfix,
+    /// `[outbound]`: absent, mailops sends nothing.
+    pub outbound: Option<Outbound>,
 }
 
 /// `[database]`: where PostgreSQL is.
@@ -111,6 +113,85 @@ pub struct Postfix {
     pub data_directory: PathBuf,
     /// When set, Postfix logs to this file (through `postlogd`) instead of syslog.
     pub maillog_file: Option<PathBuf>,
+}
+
+/// `[outbound]`: how mailops sends mail (notices, probes) through the SMTP gateway.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Outbound {
+    /// The envelope and From address of what mailops sends.
+    pub from_address: String,
+    /// The From display name.
+    #[serde(default = "default_formal_name")]
+    pub formal_name: String,
+    /// `host[:port]`; port 25 when none is given.
+    pub gateway: String,
+    /// Used when the primary gateway cannot be reached.
+    pub gateway_alt: Option<String>,
+    /// How the connection is protected.
+    #[serde(default)]
+    pub encryption: Encryption,
+    /// How mailops authenticates.
+    #[serde(default)]
+    pub auth: Auth,
+    /// The SMTP user name.
+    pub username: Option<String>,
+    /// A file holding the password (MAILOPS_SMTP_PASSWORD wins).
+    pub password_file: Option<PathBuf>,
+    /// PEM certificates to trust besides the public roots (a private gateway's CA).
+    pub tls_ca_file: Option<PathBuf>,
+    /// Seconds for connecting and for each SMTP reply.
+    #[serde(default = "default_timeout_s")]
+    pub timeout_s: u64,
+    /// Keep queuing, send nothing.
+    #[serde(default)]
+    pub block_outgoing: bool,
+    /// When set, everything goes to this address instead of its recipient.
+    #[serde(default)]
+    pub address_override: String,
+    /// What `%W` expands to (`%t`: the ticket id).
+    pub ticket_url: Option<String>,
+    /// Sending attempts before a message is `failed`.
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: i32,
+}
+
+/// `[outbound] encryption`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Encryption {
+    /// Plain SMTP.
+    None,
+    /// STARTTLS, required.
+    #[default]
+    Starttls,
+    /// TLS from the first byte (port 465).
+    Smtps,
+}
+
+/// `[outbound] auth`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Auth {
+    /// No authentication.
+    #[default]
+    None,
+    /// AUTH PLAIN.
+    Plain,
+    /// AUTH LOGIN.
+    Login,
+    /// AUTH CRAM-MD5 (RFC 2195): the password never crosses the wire.
+    #[serde(rename = "cram-md5")]
+    CramMd5,
+}
+
+fn default_formal_name() -> String {
+    "mailops".into()
+}
+fn default_timeout_s() -> u64 {
+    30
+}
+fn default_max_attempts() -> i32 {
+    8
 }
 
 fn default_pool_size() -> usize {
@@ -235,12 +316,19 @@ impl Config {
         let lmtp = section::<Lmtp>(&mut table, "lmtp", &mut problems);
         let inbound = section::<Inbound>(&mut table, "inbound", &mut problems);
         let postfix = section::<Postfix>(&mut table, "postfix", &mut problems);
+        let outbound = table
+            .contains_key("outbound")
+            .then(|| section::<Outbound>(&mut table, "outbound", &mut problems));
         for key in table.keys() {
             problems.push(format!("{key}: unknown section"));
         }
-        let (Some(database), Some(lmtp), Some(inbound), Some(postfix)) =
-            (database, lmtp, inbound, postfix)
-        else {
+        let (Some(database), Some(lmtp), Some(inbound), Some(postfix), Some(outbound)) = (
+            database,
+            lmtp,
+            inbound,
+            postfix,
+            outbound.map_or(Some(None), |o| o.map(Some)),
+        ) else {
             return Err(problems);
         };
         let mut config = Config {
@@ -248,6 +336,7 @@ impl Config {
             lmtp,
             inbound,
             postfix,
+            outbound,
         };
         config.check(&mut problems);
         if problems.is_empty() {
@@ -304,6 +393,9 @@ impl Config {
             }
             _ => {}
         }
+        if let Some(o) = &self.outbound {
+            o.check(problems);
+        }
         if let Some(host) = &self.postfix.myhostname {
             if let Err(why) = check_domain(host) {
                 problems.push(format!("postfix.myhostname: {host:?} {why}"));
@@ -326,6 +418,54 @@ impl Config {
             .as_deref()
             .unwrap_or(&self.inbound.authorized_domains[0])
     }
+}
+
+impl Outbound {
+    fn check(&self, problems: &mut Vec<String>) {
+        if !self.from_address.contains('@') {
+            problems.push("outbound.from_address: not an address".into());
+        }
+        for (key, gateway) in [
+            ("outbound.gateway", Some(&self.gateway)),
+            ("outbound.gateway_alt", self.gateway_alt.as_ref()),
+        ] {
+            if let Some(Err(why)) = gateway.map(|g| parse_host_port(g)) {
+                problems.push(format!("{key}: {why}"));
+            }
+        }
+        if self.auth != Auth::None && self.username.is_none() {
+            problems.push("outbound.username: needed with outbound.auth".into());
+        }
+        if self.timeout_s == 0 {
+            problems.push("outbound.timeout_s: must be at least 1".into());
+        }
+        if self.max_attempts < 1 {
+            problems.push("outbound.max_attempts: must be at least 1".into());
+        }
+        if !self.address_override.is_empty() && !self.address_override.contains('@') {
+            problems.push("outbound.address_override: not an address".into());
+        }
+    }
+}
+
+/// Splits `host[:port]` (port 25 when none is given; `[v6]:port` for IPv6).
+pub fn parse_host_port(s: &str) -> Result<(String, u16), String> {
+    let (host, port) = match s.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') || host.ends_with(']') => {
+            let port = port
+                .parse::<u16>()
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| format!("{s:?} has an invalid port"))?;
+            (host, port)
+        }
+        _ => (s, 25),
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() || host.contains(char::is_whitespace) {
+        return Err(format!("{s:?} is not host[:port]"));
+    }
+    Ok((host.to_owned(), port))
 }
 
 /// Deserializes one `[section]`, recording every unknown key and the first type error.
@@ -493,6 +633,51 @@ tls_cert_file = "/etc/cert.pem"
                 "postfix.tls_key_file: needed with postfix.tls_cert_file",
             ]
         );
+    }
+
+    #[test]
+    fn outbound_is_optional_and_checked() {
+        assert!(Config::parse(GOOD, None).expect("valid").outbound.is_none());
+        let text = format!(
+            "{GOOD}[outbound]\nfrom_address = \"noreply@mon.example.com\"\n\
+             gateway = \"smtp.example.com:587\"\nauth = \"plain\"\ncolour = 1\n"
+        );
+        let problems = Config::parse(&text, None).unwrap_err();
+        assert_eq!(
+            problems,
+            [
+                "outbound.colour: unknown key",
+                "outbound.username: needed with outbound.auth"
+            ]
+        );
+        let text = text.replace("colour = 1\n", "");
+        assert_eq!(
+            Config::parse(&text, None).unwrap_err(),
+            ["outbound.username: needed with outbound.auth"]
+        );
+        let text = text.replace("auth = \"plain\"", "encryption = \"smtps\"");
+        let o = Config::parse(&text, None)
+            .expect("valid")
+            .outbound
+            .expect("set");
+        assert_eq!(o.encryption, Encryption::Smtps);
+        assert_eq!(o.timeout_s, 30);
+    }
+
+    #[test]
+    fn host_and_port() {
+        assert_eq!(
+            parse_host_port("smtp.example.com"),
+            Ok(("smtp.example.com".into(), 25))
+        );
+        assert_eq!(
+            parse_host_port("smtp.example.com:587"),
+            Ok(("smtp.example.com".into(), 587))
+        );
+        assert_eq!(parse_host_port("[::1]:2525"), Ok(("::1".into(), 2525)));
+        assert!(parse_host_port("smtp.example.com:0").is_err());
+        assert!(parse_host_port("smtp.example.com:x").is_err());
+        assert!(parse_host_port("").is_err());
     }
 
     #[test]

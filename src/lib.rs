@@ -11,8 +11,14 @@ pub mod events;
 pub mod group;
 pub mod lmtp;
 pub mod message;
+pub mod outbound;
 pub mod policy;
 pub mod postfix;
 pub mod route;
 pub mod serve;
 pub mod store;
+
+/// Lower-case hex of `bytes` (idempotency keys, CRAM-MD5 digests).
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -31,6 +31,12 @@ enum Command {
     },
     /// Check the config file and list every problem.
     CheckConfig,
+    /// Test the outbound SMTP gateways: connect, TLS, authenticate; report each step.
+    SmtpTest {
+        /// Also send one test message to this address through each gateway.
+        #[arg(long)]
+        send_to: Option<String>,
+    },
     /// Devices, originator and event policies: apply a policy file, or export one.
     Policy {
         #[command(subcommand)]
@@ -94,6 +100,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::CheckConfig => println!("{}: ok", cli.config.display()),
         Command::Policy { command } => policy(&config, command).await?,
+        Command::SmtpTest { send_to } => smtp_test(&config, send_to.as_deref()).await?,
     }
     Ok(())
 }
@@ -160,6 +167,38 @@ async fn policy(config: &Config, command: PolicyCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `mailops smtp-test`: the report on stdout; non-zero when a gateway failed.
+async fn smtp_test(config: &Config, send_to: Option<&str>) -> anyhow::Result<()> {
+    use mailops::outbound::{smtp, smtp_test};
+    let o = config
+        .outbound
+        .as_ref()
+        .context("no [outbound] section in the config: nothing to test")?;
+    let settings = smtp::Settings::new(o)?;
+    let reports = smtp_test::run(o, &settings, send_to).await;
+    for report in &reports {
+        print!("{report}");
+    }
+    let pool = mailops::store::pool(&config.database.url, 1)?;
+    if let Err(e) = smtp_test::save(&pool, &reports).await {
+        eprintln!("warning: the result was not saved in PostgreSQL: {e}");
+    }
+    let failed: Vec<String> = reports
+        .iter()
+        .filter_map(|r| {
+            r.result
+                .as_ref()
+                .err()
+                .map(|f| format!("{}: {f}", r.gateway))
+        })
+        .collect();
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        anyhow::bail!("{}", failed.join("; "))
+    }
 }
 
 /// Completes on SIGTERM or SIGINT.

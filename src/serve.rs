@@ -8,9 +8,11 @@ use deadpool_postgres::Pool;
 
 use crate::config::Config;
 use crate::delivery::Delivery;
-use crate::events::evaluate::Settings;
+use crate::events::evaluate::Settings as EventSettings;
 use crate::events::policies::Policies;
 use crate::events::{refresh, Current};
+use crate::outbound::outbox;
+use crate::outbound::smtp::Settings;
 use crate::route::{self, Router};
 use crate::{lmtp, store};
 
@@ -20,6 +22,9 @@ pub enum Error {
     /// The database is unusable in a way waiting will not fix.
     #[error(transparent)]
     Store(#[from] store::Error),
+    /// The `[outbound]` settings cannot be used (a password or CA file).
+    #[error(transparent)]
+    Outbound(#[from] crate::outbound::smtp::SettingsError),
     /// The listener could not be bound or failed.
     #[error("lmtp listener {listen}: {source}")]
     Listen {
@@ -51,6 +56,10 @@ pub async fn sync_recipients(config: &Config, pool: &Pool) -> Result<(), store::
 /// Runs the service until `shutdown` completes, then lets transactions in flight finish.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
     let pool = store::pool(&config.database.url, config.database.pool_size)?;
+    let outbound = match &config.outbound {
+        Some(o) => Some((Arc::new(o.clone()), Arc::new(Settings::new(o)?))),
+        None => None,
+    };
     let mut shutdown = std::pin::pin!(shutdown);
     let (router, policies) = tokio::select! {
         loaded = wait_for_database(&config, &pool) => loaded?,
@@ -58,7 +67,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     };
     tracing::info!(addresses = router.len(), "recipients loaded");
     let current = Current::new(policies);
-    let background = [
+    let mut background = vec![
         tokio::spawn(refresh::watch(
             config.database.url.clone(),
             pool.clone(),
@@ -66,6 +75,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         )),
         tokio::spawn(refresh::expire_events(pool.clone())),
     ];
+    if let Some((o, settings)) = outbound {
+        background.push(tokio::spawn(outbox::work(pool.clone(), o, settings)));
+    }
     let listener = lmtp::Listener::bind(&config.lmtp.listen, &config.lmtp.socket_group)
         .await
         .map_err(|source| Error::Listen {
@@ -77,7 +89,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         pool,
         router,
         current,
-        Settings::from(&config.inbound),
+        EventSettings::from(&config.inbound),
     ));
     lmtp::serve(
         listener,

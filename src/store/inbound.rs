@@ -42,16 +42,12 @@ pub fn idempotency_key(envelope: &Envelope, raw_digest: &[u8], recipient: &str) 
     }
     h.update(b"\0");
     h.update(address_key(recipient).as_bytes());
-    hex(&h.finalize())
+    crate::hex(&h.finalize())
 }
 
 /// The SHA-256 of a raw message, computed once per delivery.
 pub fn digest(raw: &[u8]) -> [u8; 32] {
     Sha256::digest(raw).into()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The INSERT, prepared once per connection.

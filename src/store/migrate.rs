@@ -16,6 +16,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0002_events.sql",
         include_str!("../../sql/0002_events.sql"),
     ),
+    (
+        3,
+        "0003_outbox.sql",
+        include_str!("../../sql/0003_outbox.sql"),
+    ),
 ];
 
 /// Arbitrary key of the advisory lock that serialises concurrent `migrate` runs.

@@ -3,5 +3,6 @@
 #![allow(dead_code)]
 
 pub mod db;
+pub mod gateway;
 pub mod lmtp;
 pub mod postfix;

@@ -1,0 +1,297 @@
+//! The outbox: messages are composed and queued in the caller's transaction, and a worker in
+//! `serve` sends due rows, retrying with back-off, never twice from several processes.
+
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use deadpool_postgres::Pool;
+use lettre::message::header::{ContentType, HeaderName, HeaderValue};
+use lettre::message::Mailbox;
+use tokio_postgres::GenericClient;
+
+use super::smtp::{self, Settings};
+use crate::config::Outbound;
+use crate::store;
+
+/// A message for mailops to send.
+#[derive(Debug, Clone, Default)]
+pub struct Notice {
+    /// The recipient.
+    pub to: String,
+    /// The subject (CR, LF and NUL are removed).
+    pub subject: String,
+    /// The plain-text body.
+    pub body: String,
+    /// Message-ID (without `<>`) of the mail this answers.
+    pub in_reply_to: Option<String>,
+    /// Message-IDs of the thread, oldest first.
+    pub references: Vec<String>,
+    /// `auto-replied` (answering a mail) or `auto-generated` (RFC 3834).
+    pub auto_submitted: &'static str,
+}
+
+/// A composed message.
+#[derive(Debug, Clone)]
+pub struct Composed {
+    /// Its Message-ID, without `<>`.
+    pub message_id: String,
+    /// The whole message.
+    pub bytes: Vec<u8>,
+}
+
+/// Why a message could not be composed.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot compose a message to {to:?}: {why}")]
+pub struct ComposeError {
+    to: String,
+    why: String,
+}
+
+/// Header text from any source, made safe: no CR, LF or NUL (no header injection).
+pub fn header_text(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if matches!(c, '\r' | '\n' | '\0') {
+                ' '
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
+/// A Message-ID under `domain` that cannot be guessed: time, a counter and per-process
+/// randomness, hashed.
+fn new_message_id(domain: &str) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(nanos);
+    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    h.write_u32(std::process::id());
+    format!("{:016x}.{:x}@{domain}", h.finish(), nanos)
+}
+
+/// Composes `notice` as mailops sends it: From the formal name and from address, a new
+/// Message-ID under its domain, In-Reply-To/References, `Auto-Submitted`.
+pub fn compose(o: &Outbound, notice: &Notice) -> Result<Composed, ComposeError> {
+    let err = |why: String| ComposeError {
+        to: notice.to.clone(),
+        why,
+    };
+    let from: Mailbox = format!("{} <{}>", header_text(&o.formal_name), o.from_address)
+        .parse()
+        .map_err(|e| err(format!("from: {e}")))?;
+    let to: Mailbox = header_text(&notice.to)
+        .parse()
+        .map_err(|e| err(format!("to: {e}")))?;
+    let domain = o
+        .from_address
+        .rsplit_once('@')
+        .map_or("localhost", |(_, d)| d);
+    let message_id = new_message_id(domain);
+    let mut builder = lettre::Message::builder()
+        .from(from)
+        .to(to)
+        .subject(header_text(&notice.subject))
+        .message_id(Some(format!("<{message_id}>")))
+        .header(ContentType::TEXT_PLAIN)
+        .raw_header(HeaderValue::new(
+            HeaderName::new_from_ascii_str("Auto-Submitted"),
+            notice.auto_submitted.to_owned(),
+        ));
+    if let Some(id) = &notice.in_reply_to {
+        builder = builder.in_reply_to(format!("<{}>", header_text(id)));
+    }
+    if !notice.references.is_empty() {
+        let ids: Vec<String> = notice
+            .references
+            .iter()
+            .map(|id| format!("<{}>", header_text(id)))
+            .collect();
+        builder = builder.references(ids.join(" "));
+    }
+    let message = builder
+        .body(notice.body.clone())
+        .map_err(|e| err(e.to_string()))?;
+    Ok(Composed {
+        message_id,
+        bytes: message.formatted(),
+    })
+}
+
+/// Queues `notice` through `client` (the caller's transaction, so it is sent only if what
+/// caused it commits); returns the outbox id.
+pub async fn enqueue(
+    client: &impl GenericClient,
+    o: &Outbound,
+    notice: &Notice,
+) -> Result<i64, store::Error> {
+    let composed = compose(o, notice).map_err(|e| store::Error::Corrupt(e.to_string()))?;
+    let row = client
+        .query_one(
+            "INSERT INTO outbox (recipient, sender, subject, message_id, message)
+             VALUES ($1, $2, $3, $4, $5) RETURNING id",
+            &[
+                &notice.to,
+                &o.from_address,
+                &header_text(&notice.subject),
+                &composed.message_id,
+                &composed.bytes,
+            ],
+        )
+        .await?;
+    Ok(row.get(0))
+}
+
+/// The pause before attempt `attempts + 1`: 30 s doubling, at most an hour.
+pub fn backoff(attempts: i32) -> Duration {
+    let doublings = u32::try_from(attempts.clamp(1, 8) - 1).unwrap_or(0);
+    Duration::from_secs(30 << doublings).min(Duration::from_secs(3600))
+}
+
+/// Sends due outbox rows for as long as it runs.
+pub async fn work(pool: Pool, o: Arc<Outbound>, settings: Arc<Settings>) {
+    loop {
+        let pause = if o.block_outgoing {
+            Duration::from_secs(5)
+        } else {
+            match send_one(&pool, &o, &settings).await {
+                Ok(true) => continue,
+                Ok(false) => Duration::from_secs(1),
+                Err(e) => {
+                    tracing::warn!(error = %e, "outbox");
+                    Duration::from_secs(5)
+                }
+            }
+        };
+        tokio::time::sleep(pause).await;
+    }
+}
+
+/// Claims one due row (rows another process holds are skipped), sends it and records the
+/// outcome in the same transaction; false when nothing was due.
+pub async fn send_one(
+    pool: &Pool,
+    o: &Outbound,
+    settings: &Settings,
+) -> Result<bool, store::Error> {
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    let Some(row) = tx
+        .query_opt(
+            "SELECT id, recipient, sender, message, attempts FROM outbox
+             WHERE state = 'queued' AND next_attempt_at <= now()
+             ORDER BY next_attempt_at, id LIMIT 1
+             FOR UPDATE SKIP LOCKED",
+            &[],
+        )
+        .await?
+    else {
+        return Ok(false);
+    };
+    let id: i64 = row.get("id");
+    let recipient: &str = row.get("recipient");
+    let to = if o.address_override.is_empty() {
+        recipient
+    } else {
+        &o.address_override
+    };
+    let attempts = row.get::<_, i32>("attempts") + 1;
+    let sent = smtp::send(settings, row.get("sender"), to, row.get("message")).await;
+    match &sent {
+        Ok(via) => {
+            // clock_timestamp(): when the gateway took it, not when the transaction began.
+            tx.execute(
+                "UPDATE outbox SET state = 'sent', sent_at = clock_timestamp(), sent_via = $2,
+                     attempts = $3, last_error = NULL
+                 WHERE id = $1",
+                &[&id, via, &attempts],
+            )
+            .await?;
+            tracing::info!(outbox_id = id, to, attempts, via = %via, "sent");
+        }
+        Err(failure) => {
+            let failed = failure.is_permanent() || attempts >= o.max_attempts;
+            let retry_s = backoff(attempts).as_secs() as i32;
+            tx.execute(
+                "UPDATE outbox SET state = CASE WHEN $4 THEN 'failed' ELSE 'queued' END,
+                     attempts = $2, last_error = $3,
+                     next_attempt_at = clock_timestamp() + $5::integer * interval '1 second'
+                 WHERE id = $1",
+                &[&id, &attempts, &failure.to_string(), &failed, &retry_s],
+            )
+            .await?;
+            tracing::warn!(outbox_id = id, to, attempts, failed, %failure, "not sent");
+        }
+    }
+    tx.commit().await?;
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outbound() -> Outbound {
+        let text = "[database]\nurl = \"postgres://x/y\"\n[lmtp]\nlisten = \"127.0.0.1:1\"\n\
+                    [inbound]\nauthorized_domains = [\"mon.example.com\"]\n\
+                    [outbound]\nfrom_address = \"noreply@mon.example.com\"\ngateway = \"smtp.example.com\"\n";
+        crate::config::Config::parse(text, None)
+            .expect("config")
+            .outbound
+            .expect("outbound")
+    }
+
+    #[test]
+    fn composed_notices_carry_threading_and_auto_submitted() {
+        let notice = Notice {
+            to: "alice@example.com".into(),
+            subject: "Ticket 7 created\r\nBcc: victim@example.com".into(),
+            body: "Hello\n".into(),
+            in_reply_to: Some("orig@example.com".into()),
+            references: vec!["first@example.com".into(), "orig@example.com".into()],
+            auto_submitted: "auto-replied",
+        };
+        let c = compose(&outbound(), &notice).expect("composed");
+        let text = String::from_utf8(c.bytes).expect("utf-8");
+        assert!(
+            c.message_id.ends_with("@mon.example.com"),
+            "{}",
+            c.message_id
+        );
+        assert!(
+            text.contains(&format!("Message-ID: <{}>\r\n", c.message_id)),
+            "{text}"
+        );
+        assert!(
+            text.contains("From: mailops <noreply@mon.example.com>\r\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("In-Reply-To: <orig@example.com>\r\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("References: <first@example.com> <orig@example.com>\r\n"),
+            "{text}"
+        );
+        assert!(text.contains("Auto-Submitted: auto-replied\r\n"), "{text}");
+        // The CRLF in the subject did not start a header of its own.
+        assert!(!text.contains("\r\nBcc:"), "{text}");
+        assert_ne!(
+            compose(&outbound(), &notice).expect("again").message_id,
+            c.message_id
+        );
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_an_hour() {
+        let secs: Vec<u64> = (1..=9).map(|a| backoff(a).as_secs()).collect();
+        assert_eq!(secs, [30, 60, 120, 240, 480, 960, 1920, 3600, 3600]);
+    }
+}
