@@ -20,11 +20,10 @@ MAILOPS_PG_PORT=54329
 MAILOPS_PG_DIR=$MAILOPS_ROOT/var/pg
 
 # Debian packages: Postfix with PostgreSQL lookups, PostgreSQL itself, swaks for sending
-# test mail, openssl for the TLS tests' certificates, Dovecot for the test SMTP gateway's
-# SASL authentication (tests/common/gateway.rs runs a private instance; a system Dovecot
-# can run beside it), and a C toolchain for cargo's linker.
+# test mail, openssl for the TLS tests' certificates, and a C toolchain for cargo's linker.
+# (scripts/test adds what only the tests need.)
 MAILOPS_PACKAGES=(postfix postfix-pgsql postgresql swaks openssl ca-certificates
-    dovecot-core build-essential pkg-config)
+    build-essential pkg-config)
 
 say() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }

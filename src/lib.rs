@@ -1,9 +1,12 @@
 //! mailops turns email into operations data in PostgreSQL.
 //!
 //! Postfix accepts SMTP and delivers over LMTP to [`lmtp`]; each message is parsed once
-//! ([`message`]), each recipient is routed ([`route`]) and stored in its own PostgreSQL
-//! transaction ([`store`]) before the `250` goes back. [`config`] is the `mailops.toml`
-//! tree and [`postfix`] renders Postfix's configuration from it.
+//! ([`message`]), each recipient is routed ([`route`]), the events pipeline decides what an
+//! alert does ([`events`], with the policies of [`policy`]), and [`delivery`] stores each
+//! recipient's copy with everything it causes in one PostgreSQL transaction ([`store`]) before
+//! the `250` goes back. [`outbound`] sends what mailops queues through the SMTP gateway.
+//! [`config`] is the `mailops.toml` tree, [`postfix`] renders Postfix's configuration from it,
+//! and [`serve`] runs it all.
 
 pub mod config;
 pub mod delivery;
