@@ -78,6 +78,14 @@ CREATE TABLE system_log (
 );
 CREATE INDEX system_log_logged_at ON system_log (logged_at);
 
+-- One row per alert mail whose events were processed, however many notify@ addresses it was
+-- delivered to and however often: the events pipeline writes only when its message claims the
+-- key, so a mail to two authorized domains, or a partial redelivery, never counts twice.
+CREATE TABLE alert_keys (
+    key                text PRIMARY KEY,
+    inbound_message_id bigint NOT NULL REFERENCES inbound_messages ON DELETE CASCADE
+);
+
 -- `mailops serve` holds the policies in memory and reloads them when this channel says they
 -- changed, whoever changed them (`mailops policy apply` or plain SQL).
 CREATE FUNCTION notify_policies_changed() RETURNS trigger LANGUAGE plpgsql AS $$

@@ -34,7 +34,8 @@ struct Parsed<'a> {
     envelope: &'a Envelope,
     raw: &'a [u8],
     message: Message,
-    digest: [u8; 32],
+    /// [`inbound::message_key`]: the same for every recipient and every redelivery.
+    key: String,
 }
 
 impl Delivery {
@@ -53,6 +54,7 @@ impl Delivery {
     async fn store(
         &self,
         row: &inbound::Inbound<'_>,
+        message_key: &str,
         writes: &[Write],
     ) -> Result<Outcome, store::Error> {
         let client = self.pool.get().await?;
@@ -62,7 +64,12 @@ impl Delivery {
             let (inserted, written) = tokio::join!(
                 biased;
                 inbound::insert(&client, &insert, row),
-                store::all_in_order(store::events::pending(&client, &statements, writes)),
+                store::all_in_order(store::events::pending(
+                    &client,
+                    &statements,
+                    message_key,
+                    writes
+                )),
             );
             // A redelivery aborts the transaction at the INSERT; what follows fails with it.
             let Some(id) = inserted? else {
@@ -90,7 +97,7 @@ impl Delivery {
         let writes = match route {
             Route::Event => decision.map_or(&[][..], |d| &d.writes),
         };
-        let key = inbound::idempotency_key(m.envelope, &m.digest, recipient);
+        let key = inbound::idempotency_key(&m.key, recipient);
         let row = inbound::Inbound {
             envelope: m.envelope,
             recipient,
@@ -99,7 +106,7 @@ impl Delivery {
             raw: m.raw,
             idempotency_key: &key,
         };
-        let result = self.store(&row, writes).await;
+        let result = self.store(&row, &m.key, writes).await;
         let device = decision.and_then(|d| d.device).map(|d| d.name.as_str());
         let events = decision.map_or(0, |d| d.matched.len());
         let log = |outcome: &str| {
@@ -143,7 +150,7 @@ impl Backend for Delivery {
             envelope,
             raw: &raw,
             message: Message::parse(&raw),
-            digest: inbound::digest(&raw),
+            key: inbound::message_key(envelope, &inbound::digest(&raw)),
         };
         // Decided once for all of the message's event recipients.
         let policies = self.events.get();

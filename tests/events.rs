@@ -26,7 +26,7 @@ url = "{}"
 [lmtp]
 listen = "127.0.0.1:{port}"
 [inbound]
-authorized_domains = ["mon.example.com"]
+authorized_domains = ["mon.example.com", "ops.example.org"]
 alert_message = "{alert_message}"
 "#,
         db.url
@@ -363,4 +363,43 @@ fn policy_test_shows_the_decision_from_a_file_without_a_database() {
     ] {
         assert!(stdout.contains(line), "{line:?} missing from:\n{stdout}");
     }
+}
+
+#[tokio::test]
+async fn an_alert_to_two_notify_addresses_or_redelivered_in_parts_counts_once() {
+    let (db, s) = with_policies("body").await;
+    let both = ["notify@mon.example.com", "notify@ops.example.org"];
+    let mut c = Client::connect(&s.addr).await;
+    let first = alert("m1", "UPS ups1.example.com", "on battery");
+    let (_, data) = c.transaction(None, "ups@example.com", &both, &first).await;
+    assert!(data.iter().all(|r| r.contains("stored as")), "{data:?}");
+    assert_eq!(
+        events(&db).await,
+        [ev(
+            "On battery",
+            "active",
+            1,
+            "ups1.example.com: on battery"
+        )]
+    );
+
+    // Postfix delivers one recipient of a queue file now and the other on a later try.
+    let second = alert("m2", "UPS ups1.example.com", "on battery still");
+    for rcpt in both {
+        let (_, data) = c
+            .transaction(Some("4ZPart1"), "ups@example.com", &[rcpt], &second)
+            .await;
+        assert!(data[0].contains("stored as"), "{data:?}");
+    }
+    assert_eq!(
+        events(&db).await,
+        [ev(
+            "On battery",
+            "active",
+            2,
+            "ups1.example.com: on battery still"
+        )]
+    );
+    assert_eq!(count(&db, "SELECT count(*) FROM device_logs").await, 2);
+    assert_eq!(count(&db, "SELECT count(*) FROM inbound_messages").await, 4);
 }

@@ -75,6 +75,18 @@ fn notice(to: &str, subject: &str) -> Notice {
     }
 }
 
+/// Makes an outbox row due now, as if its back-off had passed.
+async fn retry_now(db: &TestDb, id: i64) {
+    db.client()
+        .await
+        .execute(
+            "UPDATE outbox SET next_attempt_at = now() WHERE id = $1",
+            &[&id],
+        )
+        .await
+        .expect("due now");
+}
+
 /// (state, attempts, last_error, sent_via) of an outbox row.
 async fn row(db: &TestDb, id: i64) -> (String, i32, Option<String>, Option<String>) {
     let r = db
@@ -282,14 +294,7 @@ async fn failures_retry_use_the_alternate_and_end_in_failed() {
         .await
         .expect("nothing due"));
     g.start_smtp();
-    db.client()
-        .await
-        .execute(
-            "UPDATE outbox SET next_attempt_at = now() WHERE id = $1",
-            &[&id],
-        )
-        .await
-        .expect("due now");
+    retry_now(&db, id).await;
     assert!(outbox::send_one(&db.pool, o, &settings)
         .await
         .expect("claimed"));
@@ -314,14 +319,7 @@ async fn failures_retry_use_the_alternate_and_end_in_failed() {
     let settings = Settings::new(o).expect("settings");
     let id = queue(&db, o, &notice("dave@mailbox.test", "never")).await;
     for _ in 0..2 {
-        db.client()
-            .await
-            .execute(
-                "UPDATE outbox SET next_attempt_at = now() WHERE id = $1",
-                &[&id],
-            )
-            .await
-            .expect("due now");
+        retry_now(&db, id).await;
         assert!(outbox::send_one(&db.pool, o, &settings)
             .await
             .expect("claimed"));

@@ -24,9 +24,10 @@ pub struct Inbound<'a> {
     pub idempotency_key: &'a str,
 }
 
-/// What recognises a redelivery of one message to one recipient: Postfix's queue id (unique with
-/// `enable_long_queue_ids`) when XFORWARD gave it, else a hash of sender and content.
-pub fn idempotency_key(envelope: &Envelope, raw_digest: &[u8], recipient: &str) -> String {
+/// What recognises one message however often and to however many recipients it is delivered:
+/// Postfix's queue id (unique with `enable_long_queue_ids`) when XFORWARD gave it, else a hash of
+/// sender and content.
+pub fn message_key(envelope: &Envelope, raw_digest: &[u8]) -> String {
     let mut h = Sha256::new();
     match &envelope.queue_id {
         Some(queue_id) => {
@@ -40,6 +41,13 @@ pub fn idempotency_key(envelope: &Envelope, raw_digest: &[u8], recipient: &str) 
             h.update(raw_digest);
         }
     }
+    crate::hex(&h.finalize())
+}
+
+/// What recognises a redelivery of one message to one recipient.
+pub fn idempotency_key(message_key: &str, recipient: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(message_key.as_bytes());
     h.update(b"\0");
     h.update(address_key(recipient).as_bytes());
     crate::hex(&h.finalize())
@@ -115,15 +123,16 @@ mod tests {
         };
         let d1 = digest(b"one");
         let d2 = digest(b"two");
-        let by_content = idempotency_key(&env, &d1, "notify@x.example");
-        assert_eq!(by_content, idempotency_key(&env, &d1, "NOTIFY@x.example"));
-        assert_ne!(by_content, idempotency_key(&env, &d2, "notify@x.example"));
-        assert_ne!(by_content, idempotency_key(&env, &d1, "other@x.example"));
+        let by_content = message_key(&env, &d1);
+        assert_ne!(by_content, message_key(&env, &d2));
+        let key = idempotency_key(&by_content, "notify@x.example");
+        assert_eq!(key, idempotency_key(&by_content, "NOTIFY@x.example"));
+        assert_ne!(key, idempotency_key(&by_content, "other@x.example"));
 
         env.queue_id = Some("4ZKfQd3Xp9z1xyz".into());
-        let by_queue = idempotency_key(&env, &d1, "notify@x.example");
-        assert_eq!(by_queue, idempotency_key(&env, &d2, "notify@x.example"));
+        let by_queue = message_key(&env, &d1);
+        assert_eq!(by_queue, message_key(&env, &d2));
         assert_ne!(by_queue, by_content);
-        assert_eq!(by_queue.len(), 64);
+        assert_eq!(idempotency_key(&by_queue, "notify@x.example").len(), 64);
     }
 }
