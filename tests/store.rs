@@ -321,4 +321,10 @@ async fn serve_refuses_a_database_that_was_never_migrated() {
     let db = TestDb::empty().await;
     let err = store::migrate::check(&db.pool).await.unwrap_err();
     assert!(err.to_string().contains("run `mailops migrate`"), "{err}");
+    // A failing statement says what the server said, not just "db error".
+    let err = store::policies::load(&db.pool).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "database: ERROR: relation \"devices\" does not exist (42P01)"
+    );
 }

@@ -28,7 +28,7 @@ pub enum Error {
     #[error("no database connection: {0}")]
     Pool(#[from] deadpool_postgres::PoolError),
     /// A statement failed.
-    #[error("database: {0}")]
+    #[error("database: {}", detail(.0))]
     Db(#[from] tokio_postgres::Error),
     /// The pool could not be built.
     #[error("database pool: {0}")]
@@ -44,6 +44,15 @@ pub enum Error {
         /// Latest migration this binary ships.
         want: i32,
     },
+}
+
+/// What went wrong, with the server's own message when it sent one ("db error" alone says
+/// nothing).
+fn detail(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{}: {} ({})", db.severity(), db.message(), db.code().code()),
+        None => e.to_string(),
+    }
 }
 
 /// Opens a pool of `size` connections to `url`; connections are made on first use.
