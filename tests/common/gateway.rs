@@ -20,7 +20,7 @@
 //! and Dovecot listens on no TCP port (it serves only the SASL socket Postfix uses).
 
 use std::io::ErrorKind;
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -493,23 +493,10 @@ postlog   unix-dgram n - n - 1 postlogd
 
     /// Waits up to 10 s until every listener accepts connections (`up`) or refuses them.
     fn wait_for_listeners(&self, up: bool) -> bool {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let addrs = [self.submission, self.smtps, self.plain, self.open];
-        while Instant::now() < deadline {
-            let accepting = |addr: &SocketAddr| {
-                TcpStream::connect_timeout(addr, Duration::from_millis(200)).is_ok()
-            };
-            let done = if up {
-                addrs.iter().all(accepting)
-            } else {
-                !addrs.iter().any(accepting)
-            };
-            if done {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        false
+        super::postfix::wait_for_listeners(
+            &[self.submission, self.smtps, self.plain, self.open],
+            up,
+        )
     }
 
     fn stop_dovecot(&mut self) {

@@ -40,7 +40,7 @@ impl PostfixInstance {
         // The port can be taken between choosing it and Postfix binding it: choose again.
         for attempt in 1..=3 {
             let started = postfix(&instance.config_dir, &["start"]);
-            if started.status.success() && wait_for_listener(instance.smtp_addr) {
+            if started.status.success() && wait_for_listeners(&[instance.smtp_addr], true) {
                 instance.running = true;
                 return instance;
             }
@@ -258,11 +258,18 @@ pub fn unique_temp_dir(prefix: &str) -> PathBuf {
     dir
 }
 
-/// Waits up to 10 s for something to accept connections on `addr`.
-fn wait_for_listener(addr: SocketAddr) -> bool {
+/// Waits up to 10 s until every address accepts connections (`up`), or every one refuses them.
+pub fn wait_for_listeners(addrs: &[SocketAddr], up: bool) -> bool {
     let deadline = Instant::now() + Duration::from_secs(10);
+    let accepting =
+        |addr: &SocketAddr| TcpStream::connect_timeout(addr, Duration::from_millis(200)).is_ok();
     while Instant::now() < deadline {
-        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+        let done = if up {
+            addrs.iter().all(accepting)
+        } else {
+            !addrs.iter().any(accepting)
+        };
+        if done {
             return true;
         }
         std::thread::sleep(Duration::from_millis(50));
