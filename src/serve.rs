@@ -5,11 +5,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::Pool;
+use tokio::sync::oneshot;
 
 use crate::config::Config;
 use crate::delivery::Delivery;
 use crate::events::evaluate::Settings as EventSettings;
-use crate::events::policies::Policies;
 use crate::events::{refresh, Current};
 use crate::outbound::outbox;
 use crate::outbound::smtp::Settings;
@@ -61,20 +61,30 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         None => None,
     };
     let mut shutdown = std::pin::pin!(shutdown);
-    let (router, policies) = tokio::select! {
-        loaded = wait_for_database(&config, &pool) => loaded?,
+    let router = tokio::select! {
+        router = wait_for_database(&config, &pool) => router?,
         () = &mut shutdown => return Ok(()),
     };
     tracing::info!(addresses = router.len(), "recipients loaded");
-    let current = Current::new(policies);
+    let current = Current::default();
+    let (loaded, policies_loaded) = oneshot::channel();
     let mut background = vec![
         tokio::spawn(refresh::watch(
             config.database.url.clone(),
             pool.clone(),
             current.clone(),
+            loaded,
         )),
         tokio::spawn(refresh::expire_events(pool.clone())),
     ];
+    // No mail is taken before the policies are in memory.
+    tokio::select! {
+        _ = policies_loaded => {}
+        () = &mut shutdown => {
+            background.iter().for_each(|task| task.abort());
+            return Ok(());
+        }
+    }
     if let Some((o, settings)) = outbound {
         background.push(tokio::spawn(outbox::work(pool.clone(), o, settings)));
     }
@@ -112,18 +122,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
 
 /// Retries until the database answers: mail waits in Postfix's queue meanwhile. A schema that
 /// needs `mailops migrate` is an error at once.
-async fn wait_for_database(
-    config: &Config,
-    pool: &Pool,
-) -> Result<(Router, Policies), store::Error> {
+async fn wait_for_database(config: &Config, pool: &Pool) -> Result<Router, store::Error> {
     let mut delay = Duration::from_millis(250);
     loop {
         let attempt = async {
             sync_recipients(config, pool).await?;
-            Ok((
-                store::recipients::load(pool).await?,
-                refresh::load(pool).await?,
-            ))
+            store::recipients::load(pool).await
         };
         match attempt.await {
             Ok(loaded) => return Ok(loaded),

@@ -10,16 +10,12 @@ use std::sync::{Arc, RwLock};
 
 use policies::Policies;
 
-/// The policies in force, shared by every session; replaced whole when they change.
+/// The policies in force, shared by every session; replaced whole when they change (empty
+/// until first loaded).
 #[derive(Debug, Clone, Default)]
 pub struct Current(Arc<RwLock<Arc<Policies>>>);
 
 impl Current {
-    /// A handle holding `policies`.
-    pub fn new(policies: Policies) -> Current {
-        Current(Arc::new(RwLock::new(Arc::new(policies))))
-    }
-
     /// The policies now in force (a message keeps using these even if they are replaced).
     pub fn get(&self) -> Arc<Policies> {
         Arc::clone(&self.0.read().unwrap_or_else(|e| e.into_inner()))

@@ -5,7 +5,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use deadpool_postgres::Pool;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::{AsyncMessage, NoTls};
 
 use super::policies::Policies;
@@ -34,13 +34,14 @@ pub async fn load(pool: &Pool) -> Result<Policies, store::Error> {
     Ok(policies)
 }
 
-/// Reloads the policies into `current` whenever they change, for as long as it runs. A lost
-/// listening connection is reopened, and the policies reloaded, since changes may have been
-/// missed meanwhile.
-pub async fn watch(url: String, pool: Pool, current: Current) {
+/// Loads the policies into `current` (then says so on `loaded`) and reloads them whenever they
+/// change, for as long as it runs. A lost listening connection is reopened, and the policies
+/// reloaded, since changes may have been missed meanwhile.
+pub async fn watch(url: String, pool: Pool, current: Current, loaded: oneshot::Sender<()>) {
+    let mut loaded = Some(loaded);
     let mut delay = Duration::from_millis(250);
     loop {
-        match listen(&url, &pool, &current).await {
+        match listen(&url, &pool, &current, &mut loaded).await {
             Ok(()) => delay = Duration::from_millis(250),
             Err(e) => {
                 tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "policy listener");
@@ -52,7 +53,12 @@ pub async fn watch(url: String, pool: Pool, current: Current) {
 }
 
 /// One listening connection: LISTEN, load, then reload on each notification until it closes.
-async fn listen(url: &str, pool: &Pool, current: &Current) -> Result<(), store::Error> {
+async fn listen(
+    url: &str,
+    pool: &Pool,
+    current: &Current,
+    loaded: &mut Option<oneshot::Sender<()>>,
+) -> Result<(), store::Error> {
     let config = tokio_postgres::Config::from_str(url).map_err(store::Error::Url)?;
     let (client, mut connection) = config.connect(NoTls).await?;
     let (changed, mut changes) = mpsc::unbounded_channel();
@@ -71,8 +77,12 @@ async fn listen(url: &str, pool: &Pool, current: &Current) -> Result<(), store::
         }
         Ok(())
     });
+    // LISTEN first, then load: no change can fall between the two.
     client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
     current.replace(load(pool).await?);
+    if let Some(loaded) = loaded.take() {
+        let _ = loaded.send(());
+    }
     while changes.recv().await.is_some() {
         // One `policy apply` notifies once per table it changed: reload once for all.
         while changes.try_recv().is_ok() {}
