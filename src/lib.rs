@@ -20,6 +20,7 @@ pub mod postfix;
 pub mod route;
 pub mod serve;
 pub mod store;
+pub mod tickets;
 
 /// Lower-case hex of `bytes` (idempotency keys, CRAM-MD5 digests).
 pub fn hex(bytes: &[u8]) -> String {

@@ -1,16 +1,12 @@
 //! The events policies as mailops holds them: devices, originator and event policies.
 
-use std::fmt;
 use std::net::IpAddr;
-use std::str::FromStr;
-
-use serde::{Deserialize, Serialize};
 
 /// Declares a closed set of names stored as text in PostgreSQL and written in the policy file.
 macro_rules! names {
     ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
         $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
         pub enum $name {
             $($(#[$vdoc])* #[serde(rename = $text)] $variant),+
         }
@@ -27,13 +23,13 @@ macro_rules! names {
             }
         }
 
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str(self.as_str())
             }
         }
 
-        impl FromStr for $name {
+        impl std::str::FromStr for $name {
             type Err = String;
             fn from_str(s: &str) -> Result<$name, String> {
                 $name::ALL
@@ -48,6 +44,7 @@ macro_rules! names {
         }
     };
 }
+pub(crate) use names;
 
 names!(
     /// How bad an event is, least to most.

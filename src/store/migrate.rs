@@ -21,6 +21,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0003_outbox.sql",
         include_str!("../../sql/0003_outbox.sql"),
     ),
+    (
+        4,
+        "0004_tickets.sql",
+        include_str!("../../sql/0004_tickets.sql"),
+    ),
 ];
 
 /// Arbitrary key of the advisory lock that serialises concurrent `migrate` runs.

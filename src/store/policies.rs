@@ -1,12 +1,15 @@
-//! `devices`, `originator_policies`, `event_policies`: read whole, for the in-memory policies.
+//! The policy tables (events: `devices`, `originator_policies`, `event_policies`; tickets:
+//! `users`, `queues` and `queue_members`, `ticket_templates`, `ticket_policies`): read whole,
+//! for the in-memory policies.
 
 use deadpool_postgres::Pool;
 use tokio_postgres::{GenericClient, Row};
 
 use super::Error;
 use crate::events::model::{Device, EventPolicy, Originator};
+use crate::tickets::model::{Messages, Queue, Template, TicketPolicy, User};
 
-/// Every events policy in the database.
+/// Every policy in the database.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Model {
     /// Devices, by id.
@@ -15,6 +18,14 @@ pub struct Model {
     pub originators: Vec<Originator>,
     /// Event policies, by id.
     pub event_policies: Vec<EventPolicy>,
+    /// Users, by id.
+    pub users: Vec<User>,
+    /// Queues, by id.
+    pub queues: Vec<Queue>,
+    /// Ticket templates, by id.
+    pub templates: Vec<Template>,
+    /// Ticket policies, by id.
+    pub ticket_policies: Vec<TicketPolicy>,
 }
 
 /// A text column holding one of a closed set of names (the table's CHECK keeps it valid).
@@ -24,7 +35,7 @@ fn name<T: std::str::FromStr<Err = String>>(row: &Row, column: &str) -> Result<T
         .map_err(|why| Error::Corrupt(format!("{column}: {why}")))
 }
 
-/// Reads all three tables in one snapshot.
+/// Reads every policy table in one snapshot.
 pub async fn load(pool: &Pool) -> Result<Model, Error> {
     let mut client = pool.get().await?;
     let tx = client
@@ -38,7 +49,7 @@ pub async fn load(pool: &Pool) -> Result<Model, Error> {
     Ok(model)
 }
 
-/// Reads all three tables through `client` (a transaction, for a consistent view).
+/// Reads every policy table through `client` (a transaction, for a consistent view).
 pub async fn read(client: &impl GenericClient) -> Result<Model, Error> {
     let devices = client
         .query(
@@ -97,9 +108,85 @@ pub async fn read(client: &impl GenericClient) -> Result<Model, Error> {
             })
         })
         .collect::<Result<_, Error>>()?;
+    let users = client
+        .query("SELECT id, email, name FROM users ORDER BY id", &[])
+        .await?
+        .iter()
+        .map(|r| User {
+            id: r.get("id"),
+            email: r.get("email"),
+            name: r.get("name"),
+        })
+        .collect();
+    let queues = client
+        .query(
+            "SELECT q.id, q.name,
+                    array(SELECT user_id FROM queue_members m WHERE m.queue_id = q.id
+                          ORDER BY user_id) AS member_ids
+             FROM queues q ORDER BY id",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| Queue {
+            id: r.get("id"),
+            name: r.get("name"),
+            member_ids: r.get("member_ids"),
+        })
+        .collect();
+    let templates = client
+        .query(
+            "SELECT id, name, queue_id, severity, status, description
+             FROM ticket_templates ORDER BY id",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(Template {
+                id: r.get("id"),
+                name: r.get("name"),
+                queue_id: r.get("queue_id"),
+                severity: name(r, "severity")?,
+                status: name(r, "status")?,
+                description: r.get("description"),
+            })
+        })
+        .collect::<Result<_, Error>>()?;
+    let ticket_policies = client
+        .query(
+            "SELECT id, name, destination, reply_address, template_id, access, msg_created,
+                    msg_updated, msg_failed, msg_not_registered, msg_not_in_queue
+             FROM ticket_policies ORDER BY id",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(TicketPolicy {
+                id: r.get("id"),
+                name: r.get("name"),
+                destination: r.get("destination"),
+                reply_address: r.get("reply_address"),
+                template_id: r.get("template_id"),
+                access: name(r, "access")?,
+                messages: Messages {
+                    created: r.get("msg_created"),
+                    updated: r.get("msg_updated"),
+                    failed: r.get("msg_failed"),
+                    not_registered: r.get("msg_not_registered"),
+                    not_in_queue: r.get("msg_not_in_queue"),
+                },
+            })
+        })
+        .collect::<Result<_, Error>>()?;
     Ok(Model {
         devices,
         originators,
         event_policies,
+        users,
+        queues,
+        templates,
+        ticket_policies,
     })
 }
