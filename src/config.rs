@@ -150,6 +150,10 @@ pub struct Outbound {
     pub address_override: String,
     /// What `%W` expands to (`%t`: the ticket id).
     pub ticket_url: Option<String>,
+    /// Ticket notices one address gets per hour at most; more are not sent (a mail loop
+    /// with a responder that evades the automatic-mail checks ends here).
+    #[serde(default = "default_notices_per_hour")]
+    pub notices_per_hour: i64,
     /// Sending attempts before a message is `failed`.
     #[serde(default = "default_max_attempts")]
     pub max_attempts: i32,
@@ -192,6 +196,9 @@ fn default_timeout_s() -> u64 {
 }
 fn default_max_attempts() -> i32 {
     8
+}
+fn default_notices_per_hour() -> i64 {
+    10
 }
 
 fn default_pool_size() -> usize {
@@ -438,6 +445,9 @@ impl Outbound {
         }
         if self.timeout_s == 0 {
             problems.push("outbound.timeout_s: must be at least 1".into());
+        }
+        if self.notices_per_hour < 0 {
+            problems.push("outbound.notices_per_hour: must not be negative".into());
         }
         if self.max_attempts < 1 {
             problems.push("outbound.max_attempts: must be at least 1".into());

@@ -2,29 +2,32 @@
 //! store each recipient's copy with everything it causes in one transaction, answering `250`
 //! only after COMMIT.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use deadpool_postgres::Pool;
 
+use crate::config::Outbound;
 use crate::events::evaluate::{self, Alert, Decision, Settings, Write};
-use crate::events::Current;
 use crate::lmtp::{Backend, Envelope, Reply};
 use crate::message::Message;
-use crate::route::{Route, Router};
+use crate::route::Route;
+use crate::state::{Current, State};
 use crate::store::{self, inbound};
+use crate::tickets::handle::{self as tickets, Outcome as TicketOutcome};
 
 /// Stores delivered mail in PostgreSQL.
 pub struct Delivery {
     pool: Pool,
-    router: Router,
-    events: Current,
+    current: Current,
     settings: Settings,
+    outbound: Option<Arc<Outbound>>,
 }
 
 /// What became of one recipient's copy.
 enum Outcome {
-    /// Committed as this `inbound_messages.id`.
-    Stored(i64),
+    /// Committed as this `inbound_messages.id`; for a ticket destination, what it did.
+    Stored(i64, Option<TicketOutcome>),
     /// Already stored by an earlier delivery; nothing new written.
     Duplicate,
 }
@@ -36,22 +39,38 @@ struct Parsed<'a> {
     message: Message,
     /// [`inbound::message_key`]: the same for every recipient and every redelivery.
     key: String,
+    /// The recipients and policies it is delivered with.
+    state: Arc<State>,
 }
 
 impl Delivery {
-    /// A backend storing through `pool`, accepting the addresses `router` knows, deciding events
-    /// with the policies in `events`.
-    pub fn new(pool: Pool, router: Router, events: Current, settings: Settings) -> Delivery {
+    /// A backend storing through `pool`, routing and deciding with what `current` holds, and
+    /// queuing ticket notices when `outbound` is configured.
+    pub fn new(
+        pool: Pool,
+        current: Current,
+        settings: Settings,
+        outbound: Option<Arc<Outbound>>,
+    ) -> Delivery {
         Delivery {
             pool,
-            router,
-            events,
+            current,
             settings,
+            outbound,
         }
     }
 
-    /// Stores one recipient's copy and its writes in one transaction, in one round trip.
-    async fn store(
+    /// The route of `recipient`: from memory, else (an address added since the last reload,
+    /// which Postfix may already have accepted) from the database.
+    async fn route(&self, state: &State, recipient: &str) -> Result<Option<Route>, store::Error> {
+        match state.router.route(recipient) {
+            Some(route) => Ok(Some(route)),
+            None => store::recipients::lookup(&self.pool, recipient).await,
+        }
+    }
+
+    /// Stores one events recipient's copy and its writes in one transaction, in one round trip.
+    async fn store_event(
         &self,
         row: &inbound::Inbound<'_>,
         message_key: &str,
@@ -63,7 +82,7 @@ impl Delivery {
         let id = store::transaction(&client, async {
             let (inserted, written) = tokio::join!(
                 biased;
-                inbound::insert(&client, &insert, row),
+                inbound::insert(&**client, &insert, row),
                 store::all_in_order(store::events::pending(
                     &client,
                     &statements,
@@ -79,7 +98,35 @@ impl Delivery {
             Ok(Some(id))
         })
         .await?;
-        Ok(id.map_or(Outcome::Duplicate, Outcome::Stored))
+        Ok(id.map_or(Outcome::Duplicate, |id| Outcome::Stored(id, None)))
+    }
+
+    /// Stores one ticket destination's copy and carries it out in one transaction.
+    async fn store_ticket(
+        &self,
+        row: &inbound::Inbound<'_>,
+        state: &State,
+    ) -> Result<Outcome, store::Error> {
+        let mut client = self.pool.get().await?;
+        let insert = inbound::prepare(&client).await?;
+        let tx = client.transaction().await?;
+        // A redelivery: the transaction is aborted, and rolled back when dropped.
+        let Some(id) = inbound::insert(&*tx, &insert, row).await? else {
+            return Ok(Outcome::Duplicate);
+        };
+        let ctx = tickets::Context {
+            state,
+            outbound: self.outbound.as_deref(),
+        };
+        let mail = tickets::Mail {
+            envelope_from: &row.envelope.mail_from,
+            message: row.message,
+            destination: row.recipient,
+            inbound_id: id,
+        };
+        let outcome = tickets::handle(&*tx, &ctx, &mail).await?;
+        tx.commit().await?;
+        Ok(Outcome::Stored(id, Some(outcome)))
     }
 
     /// Delivers to one recipient and says how it went, in a reply and one log line.
@@ -87,15 +134,17 @@ impl Delivery {
         &self,
         m: &Parsed<'_>,
         recipient: &str,
+        route: Result<Option<Route>, store::Error>,
         decision: Option<&Decision<'_>>,
     ) -> Reply {
         let started = Instant::now();
-        let Some(route) = self.router.route(recipient) else {
+        let route = match route {
+            Ok(Some(route)) => route,
             // RCPT accepted it, so this only happens if the address went away meanwhile.
-            return Reply::new(550, "5.1.1", format!("<{recipient}>: recipient unknown"));
-        };
-        let writes = match route {
-            Route::Event => decision.map_or(&[][..], |d| &d.writes),
+            Ok(None) => {
+                return Reply::new(550, "5.1.1", format!("<{recipient}>: recipient unknown"))
+            }
+            Err(e) => return deferred(recipient, None, &e),
         };
         let key = inbound::idempotency_key(&m.key, recipient);
         let row = inbound::Inbound {
@@ -106,10 +155,21 @@ impl Delivery {
             raw: m.raw,
             idempotency_key: &key,
         };
-        let result = self.store(&row, &m.key, writes).await;
-        let device = decision.and_then(|d| d.device).map(|d| d.name.as_str());
-        let events = decision.map_or(0, |d| d.matched.len());
-        let log = |outcome: &str| {
+        let result = match route {
+            Route::Event => {
+                let writes = decision.map_or(&[][..], |d| &d.writes);
+                self.store_event(&row, &m.key, writes).await
+            }
+            Route::Ticket => self.store_ticket(&row, &m.state).await,
+        };
+        let device = decision
+            .filter(|_| route == Route::Event)
+            .and_then(|d| d.device)
+            .map(|d| d.name.as_str());
+        let events = decision
+            .filter(|_| route == Route::Event)
+            .map_or(0, |d| d.matched.len());
+        let log = |outcome: &str, ticket: &str| {
             tracing::info!(
                 sender = %m.envelope.mail_from,
                 recipient,
@@ -118,47 +178,65 @@ impl Delivery {
                 outcome,
                 device = device.unwrap_or(""),
                 events,
+                ticket,
                 size = m.raw.len(),
                 ms = started.elapsed().as_millis() as u64,
                 "delivered"
             )
         };
         match result {
-            Ok(Outcome::Stored(id)) => {
-                log("stored");
+            Ok(Outcome::Stored(id, ticket)) => {
+                log("stored", &ticket.map(|t| t.describe()).unwrap_or_default());
                 Reply::new(250, "2.0.0", format!("<{recipient}> stored as {id}"))
             }
             Ok(Outcome::Duplicate) => {
-                log("duplicate");
+                log("duplicate", "");
                 Reply::new(250, "2.0.0", format!("<{recipient}> already stored"))
             }
-            Err(e) => {
-                tracing::warn!(recipient, route = %route, error = %e, "delivery deferred");
-                Reply::new(451, "4.3.0", "Temporary storage failure, try again later")
-            }
+            Err(e) => deferred(recipient, Some(route), &e),
         }
     }
 }
 
+/// The reply, and the log line, when a recipient's copy could not be stored.
+fn deferred(recipient: &str, route: Option<Route>, e: &store::Error) -> Reply {
+    let route = route.map_or("", Route::as_str);
+    tracing::warn!(recipient, route, error = %e, "delivery deferred");
+    Reply::new(451, "4.3.0", "Temporary storage failure, try again later")
+}
+
 impl Backend for Delivery {
-    fn accepts(&self, recipient: &str) -> bool {
-        self.router.route(recipient).is_some()
+    async fn accepts(&self, recipient: &str) -> bool {
+        // A database error accepts: the delivery then answers 451 and Postfix retries, where
+        // refusing would bounce the mail.
+        !matches!(self.route(&self.current.get(), recipient).await, Ok(None))
     }
 
     async fn deliver(&self, envelope: &Envelope, raw: Vec<u8>) -> Vec<Reply> {
+        let state = self.current.get();
+        let mut routes = Vec::with_capacity(envelope.recipients.len());
+        for recipient in &envelope.recipients {
+            routes.push(self.route(&state, recipient).await);
+        }
+        let has = |route: Route| {
+            routes
+                .iter()
+                .any(|r| matches!(r, Ok(Some(x)) if *x == route))
+        };
+        let message = if has(Route::Ticket) {
+            Message::parse_with_attachments(&raw)
+        } else {
+            Message::parse(&raw)
+        };
         let m = Parsed {
             envelope,
             raw: &raw,
-            message: Message::parse(&raw),
+            message,
             key: inbound::message_key(envelope, &inbound::digest(&raw)),
+            state: Arc::clone(&state),
         };
         // Decided once for all of the message's event recipients.
-        let policies = self.events.get();
-        let needs_events = envelope
-            .recipients
-            .iter()
-            .any(|r| self.router.route(r) == Some(Route::Event));
-        let decision = needs_events.then(|| {
+        let decision = has(Route::Event).then(|| {
             let alert = Alert {
                 from: m
                     .message
@@ -168,15 +246,18 @@ impl Backend for Delivery {
                 subject: m.message.subject.as_deref().unwrap_or(""),
                 body: &m.message.body,
             };
-            let decision = evaluate::evaluate(&policies, &alert, self.settings);
+            let decision = evaluate::evaluate(&state.events, &alert, self.settings);
             for step in &decision.steps {
                 tracing::debug!(%step, "originator policy");
             }
             decision
         });
         let mut replies = Vec::with_capacity(envelope.recipients.len());
-        for recipient in &envelope.recipients {
-            replies.push(self.deliver_one(&m, recipient, decision.as_ref()).await);
+        for (recipient, route) in envelope.recipients.iter().zip(routes) {
+            replies.push(
+                self.deliver_one(&m, recipient, route, decision.as_ref())
+                    .await,
+            );
         }
         replies
     }

@@ -19,6 +19,7 @@ pub mod policy;
 pub mod postfix;
 pub mod route;
 pub mod serve;
+pub mod state;
 pub mod store;
 pub mod tickets;
 

@@ -2,7 +2,7 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use mail_parser::MessageParser;
+use mail_parser::{HeaderValue, MessageParser, MimeHeaders};
 
 /// What mailops reads out of a message, parsed once per delivery.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -18,19 +18,79 @@ pub struct Message {
     /// The body as text: the first text part, or the HTML part turned into text; charsets,
     /// quoted-printable and base64 decoded; LF line ends; surrounding white space trimmed.
     pub body: String,
+    /// `In-Reply-To` Message-IDs, without angle brackets.
+    pub in_reply_to: Vec<String>,
+    /// `References` Message-IDs, oldest first, without angle brackets.
+    pub references: Vec<String>,
+    /// `Auto-Submitted` (RFC 3834), lower case, without parameters.
+    pub auto_submitted: Option<String>,
+    /// `Precedence`, lower case.
+    pub precedence: Option<String>,
+    /// Whether an `X-Autoreply`, `X-Autorespond` or `X-Autoresponder` header says it is an
+    /// automatic reply (what some out-of-office responders send instead of `Auto-Submitted`).
+    pub autoreply: bool,
+    /// Whether it is a delivery or disposition report (`multipart/report`, RFC 6522).
+    pub report: bool,
+    /// The attachments, decoded; only read when asked for ([`Message::parse_with_attachments`]).
+    pub attachments: Vec<Attachment>,
+}
+
+/// One attachment of a message (a forwarded message is one too, as its raw bytes).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Attachment {
+    /// Its file name, when it has one.
+    pub filename: Option<String>,
+    /// Its MIME type, `type/subtype`, lower case.
+    pub content_type: String,
+    /// Its decoded contents.
+    pub content: Vec<u8>,
 }
 
 impl Message {
     /// Parses `raw`. A message that cannot be parsed, even one that makes the parser panic,
     /// gives `parsed: false` rather than an error: it is still stored and accepted.
     pub fn parse(raw: &[u8]) -> Message {
+        Message::read(raw, false)
+    }
+
+    /// Parses `raw` like [`Message::parse`], and decodes its attachments too.
+    pub fn parse_with_attachments(raw: &[u8]) -> Message {
+        Message::read(raw, true)
+    }
+
+    fn read(raw: &[u8], with_attachments: bool) -> Message {
         let parsed = catch_unwind(AssertUnwindSafe(|| {
-            MessageParser::default().parse(raw).map(|m| Message {
-                parsed: true,
-                message_id: m.message_id().map(text),
-                subject: m.subject().map(text),
-                from_address: m.from().and_then(|a| a.first()?.address()).map(text),
-                body: m.body_text(0).map(|b| body_text(&b)).unwrap_or_default(),
+            MessageParser::default().parse(raw).map(|m| {
+                let header = |name: &str| {
+                    m.header_raw(name)
+                        .map(|v| text(v.trim()).to_ascii_lowercase())
+                };
+                Message {
+                    parsed: true,
+                    message_id: m.message_id().map(text),
+                    subject: m.subject().map(text),
+                    from_address: m.from().and_then(|a| a.first()?.address()).map(text),
+                    body: m.body_text(0).map(|b| body_text(&b)).unwrap_or_default(),
+                    in_reply_to: ids(m.in_reply_to()),
+                    references: ids(m.references()),
+                    auto_submitted: header("Auto-Submitted")
+                        .map(|v| v.split(';').next().unwrap_or("").trim().to_owned()),
+                    precedence: header("Precedence"),
+                    autoreply: ["X-Autoreply", "X-Autorespond", "X-Autoresponder"]
+                        .iter()
+                        .any(|h| header(h).is_some_and(|v| v != "no")),
+                    report: m.content_type().is_some_and(|c| {
+                        c.c_type.eq_ignore_ascii_case("multipart")
+                            && c.c_subtype
+                                .as_deref()
+                                .is_some_and(|s| s.eq_ignore_ascii_case("report"))
+                    }),
+                    attachments: if with_attachments {
+                        m.attachments().map(attachment).collect()
+                    } else {
+                        Vec::new()
+                    },
+                }
             })
         }));
         match parsed {
@@ -44,6 +104,32 @@ impl Message {
                 Message::default()
             }
         }
+    }
+}
+
+/// The Message-IDs in an `In-Reply-To` or `References` header.
+fn ids(value: &HeaderValue<'_>) -> Vec<String> {
+    value
+        .as_text_list()
+        .unwrap_or_default()
+        .iter()
+        .map(|id| text(id))
+        .collect()
+}
+
+/// An attachment as stored.
+fn attachment(part: &mail_parser::MessagePart<'_>) -> Attachment {
+    let content_type = part.content_type().map_or_else(
+        || "application/octet-stream".to_owned(),
+        |c| match c.subtype() {
+            Some(sub) => format!("{}/{sub}", c.ctype()),
+            None => c.ctype().to_owned(),
+        },
+    );
+    Attachment {
+        filename: part.attachment_name().map(text),
+        content_type: content_type.to_ascii_lowercase(),
+        content: part.contents().to_vec(),
     }
 }
 
@@ -77,7 +163,41 @@ Job finished.\r\n";
                 subject: Some("Backup job \u{2714}".into()),
                 from_address: Some("Veeam@Example.com".into()),
                 body: "Job finished.".into(),
+                ..Message::default()
             }
+        );
+    }
+
+    #[test]
+    fn reads_threading_and_automatic_mail_headers() {
+        let raw = b"From: a@example.com\r\nIn-Reply-To: <n1@mon.example.com>\r\n\
+References: <first@example.com>\r\n <n1@mon.example.com>\r\n\
+Auto-Submitted: Auto-Replied; owner=x\r\nPrecedence: Bulk\r\nX-Autoreply: yes\r\n\r\nx\r\n";
+        let m = Message::parse(raw);
+        assert_eq!(m.in_reply_to, ["n1@mon.example.com"]);
+        assert_eq!(m.references, ["first@example.com", "n1@mon.example.com"]);
+        assert_eq!(m.auto_submitted.as_deref(), Some("auto-replied"));
+        assert_eq!(m.precedence.as_deref(), Some("bulk"));
+        assert!(m.autoreply);
+        assert!(!m.report);
+    }
+
+    #[test]
+    fn attachments_are_decoded_only_when_asked_for() {
+        let raw = b"From: a@example.com\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n\
+--b\r\nContent-Type: text/plain\r\n\r\nSee the log.\r\n\
+--b\r\nContent-Type: text/plain; name=\"app.log\"\r\nContent-Disposition: attachment; filename=\"app.log\"\r\n\
+Content-Transfer-Encoding: base64\r\n\r\nZXJyb3IgNDI=\r\n--b--\r\n";
+        assert!(Message::parse(raw).attachments.is_empty());
+        let m = Message::parse_with_attachments(raw);
+        assert_eq!(m.body, "See the log.");
+        assert_eq!(
+            m.attachments,
+            [Attachment {
+                filename: Some("app.log".into()),
+                content_type: "text/plain".into(),
+                content: b"error 42".to_vec(),
+            }]
         );
     }
 

@@ -9,6 +9,8 @@ use std::str::FromStr;
 pub enum Route {
     /// `notify@<authorized domain>`: the events pipeline.
     Event,
+    /// A ticket policy's destination: the tickets pipeline.
+    Ticket,
 }
 
 impl Route {
@@ -16,6 +18,7 @@ impl Route {
     pub fn as_str(self) -> &'static str {
         match self {
             Route::Event => "event",
+            Route::Ticket => "ticket",
         }
     }
 }
@@ -31,6 +34,7 @@ impl FromStr for Route {
     fn from_str(s: &str) -> Result<Route, String> {
         match s {
             "event" => Ok(Route::Event),
+            "ticket" => Ok(Route::Ticket),
             other => Err(format!("unknown route {other:?}")),
         }
     }
@@ -121,7 +125,9 @@ mod tests {
 
     #[test]
     fn route_names_round_trip() {
-        assert_eq!("event".parse::<Route>(), Ok(Route::Event));
+        for route in [Route::Event, Route::Ticket] {
+            assert_eq!(route.to_string().parse::<Route>(), Ok(route));
+        }
         assert_eq!(Route::Event.to_string(), "event");
         assert!("ticket!".parse::<Route>().is_err());
     }

@@ -10,10 +10,11 @@ use tokio::sync::oneshot;
 use crate::config::Config;
 use crate::delivery::Delivery;
 use crate::events::evaluate::Settings as EventSettings;
-use crate::events::{refresh, Current};
+use crate::events::expire;
 use crate::outbound::outbox;
 use crate::outbound::smtp::Settings;
-use crate::route::{self, Router};
+use crate::route;
+use crate::state::{self, Current};
 use crate::{lmtp, store};
 
 /// Why `serve` could not run.
@@ -61,21 +62,20 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         None => None,
     };
     let mut shutdown = std::pin::pin!(shutdown);
-    let router = tokio::select! {
-        router = wait_for_database(&config, &pool) => router?,
+    tokio::select! {
+        synced = wait_for_database(&config, &pool) => synced?,
         () = &mut shutdown => return Ok(()),
     };
-    tracing::info!(addresses = router.len(), "recipients loaded");
     let current = Current::default();
     let (loaded, policies_loaded) = oneshot::channel();
     let mut background = vec![
-        tokio::spawn(refresh::watch(
+        tokio::spawn(state::watch(
             config.database.url.clone(),
             pool.clone(),
             current.clone(),
             loaded,
         )),
-        tokio::spawn(refresh::expire_events(pool.clone())),
+        tokio::spawn(expire::expire_events(pool.clone())),
     ];
     // No mail is taken before the policies are in memory.
     tokio::select! {
@@ -85,8 +85,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             return Ok(());
         }
     }
-    if let Some((o, settings)) = outbound {
-        background.push(tokio::spawn(outbox::work(pool.clone(), o, settings)));
+    if let Some((o, settings)) = &outbound {
+        background.push(tokio::spawn(outbox::work(
+            pool.clone(),
+            Arc::clone(o),
+            Arc::clone(settings),
+        )));
     }
     let listener = lmtp::Listener::bind(&config.lmtp.listen, &config.lmtp.socket_group)
         .await
@@ -97,9 +101,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     tracing::info!(listen = %listener.local_addr_string(), "lmtp listening");
     let backend = Arc::new(Delivery::new(
         pool,
-        router,
         current,
         EventSettings::from(&config.inbound),
+        outbound.map(|(o, _)| o),
     ));
     lmtp::serve(
         listener,
@@ -120,17 +124,13 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     Ok(())
 }
 
-/// Retries until the database answers: mail waits in Postfix's queue meanwhile. A schema that
-/// needs `mailops migrate` is an error at once.
-async fn wait_for_database(config: &Config, pool: &Pool) -> Result<Router, store::Error> {
+/// Retries until the database answers and has the config's recipients: mail waits in
+/// Postfix's queue meanwhile. A schema that needs `mailops migrate` is an error at once.
+async fn wait_for_database(config: &Config, pool: &Pool) -> Result<(), store::Error> {
     let mut delay = Duration::from_millis(250);
     loop {
-        let attempt = async {
-            sync_recipients(config, pool).await?;
-            store::recipients::load(pool).await
-        };
-        match attempt.await {
-            Ok(loaded) => return Ok(loaded),
+        match sync_recipients(config, pool).await {
+            Ok(()) => return Ok(()),
             Err(e @ store::Error::SchemaBehind { .. }) => return Err(e),
             Err(e) => {
                 tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "database not ready");

@@ -4,60 +4,13 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::db::TestDb;
 use common::postfix::{describe, free_port, run, unique_temp_dir, PostfixInstance};
+use common::serve::Serve;
 use mailops::config::Config;
-
-/// `mailops serve` running as a child process; killed if the test ends without stopping it.
-struct Serve {
-    child: Child,
-}
-
-impl Serve {
-    fn start(config_file: &Path, config: &Config) -> Serve {
-        let child = Command::new(env!("CARGO_BIN_EXE_mailops"))
-            .arg("-c")
-            .arg(config_file)
-            .arg("serve")
-            .env_remove("DATABASE_URL")
-            .env_remove("MAILOPS_DATABASE_URL")
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("starting mailops serve");
-        let serve = Serve { child };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let listening = || match &config.lmtp.listen {
-            mailops::config::Listen::Unix(p) => std::os::unix::net::UnixStream::connect(p).is_ok(),
-            mailops::config::Listen::Tcp(a) => std::net::TcpStream::connect(a).is_ok(),
-        };
-        while !listening() {
-            assert!(
-                Instant::now() < deadline,
-                "mailops serve did not start listening"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        serve
-    }
-
-    /// SIGTERM, then the exit status.
-    fn stop(mut self) -> std::process::ExitStatus {
-        let pid = i32::try_from(self.child.id()).expect("pid fits");
-        // SAFETY: kill(2) with a pid we own; no memory is involved.
-        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
-        self.child.wait().expect("waiting for mailops serve")
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// A config for this test's database and LMTP listener, written where the binary can read it.
 fn config(dir: &Path, db: &TestDb, listen: &str) -> (PathBuf, Config) {

@@ -72,6 +72,7 @@ fn notice(to: &str, subject: &str) -> Notice {
         in_reply_to: Some("request-1@example.org".into()),
         references: vec!["request-1@example.org".into()],
         auto_submitted: "auto-replied",
+        ..Notice::default()
     }
 }
 

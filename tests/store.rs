@@ -8,7 +8,7 @@ use common::db::TestDb;
 use common::lmtp::Client;
 use mailops::config::{Config, Listen};
 use mailops::delivery::Delivery;
-use mailops::{lmtp, serve, store};
+use mailops::{lmtp, serve, state, store};
 use tokio::sync::oneshot;
 
 const MESSAGE: &str = "From: UPS <ups@example.com>\n\
@@ -41,18 +41,14 @@ struct Server {
 }
 
 async fn start(config: &Config, pool: deadpool_postgres::Pool) -> Server {
-    let router = store::recipients::load(&pool).await.expect("recipients");
+    let current = state::Current::default();
+    current.replace(state::load(&pool).await.expect("state"));
     let listener = lmtp::Listener::bind(&config.lmtp.listen, "")
         .await
         .expect("bind");
     let addr = listener.local_addr_string();
     let (stop, stopped) = oneshot::channel::<()>();
-    let backend = Arc::new(Delivery::new(
-        pool,
-        router,
-        Default::default(),
-        Default::default(),
-    ));
+    let backend = Arc::new(Delivery::new(pool, current, Default::default(), None));
     tokio::spawn(lmtp::serve(
         listener,
         backend,
@@ -191,8 +187,9 @@ async fn an_unreachable_database_answers_451_and_writes_nothing() {
     serve::sync_recipients(&config, &db.pool)
         .await
         .expect("sync");
-    // The router comes from the real database; the pool for deliveries points at a dead port.
-    let router = store::recipients::load(&db.pool).await.expect("load");
+    // The state comes from the real database; the pool for deliveries points at a dead port.
+    let current = state::Current::default();
+    current.replace(state::load(&db.pool).await.expect("state"));
     let dead = store::pool("postgres://mailops@127.0.0.1:1/mailops", 2).expect("pool");
     let listener = lmtp::Listener::bind(&Listen::Tcp("127.0.0.1:0".parse().unwrap()), "")
         .await
@@ -200,12 +197,7 @@ async fn an_unreachable_database_answers_451_and_writes_nothing() {
     let addr = listener.local_addr_string();
     tokio::spawn(lmtp::serve(
         listener,
-        Arc::new(Delivery::new(
-            dead,
-            router,
-            Default::default(),
-            Default::default(),
-        )),
+        Arc::new(Delivery::new(dead, current, Default::default(), None)),
         serve::limits(&config),
         "mon.example.com".into(),
         std::future::pending(),

@@ -19,7 +19,7 @@ pub use session::{run, Envelope, Limits};
 pub trait Backend: Send + Sync + 'static {
     /// Whether RCPT accepts this address (as given, without `<>`; the backend compares
     /// case-insensitively where it wants to).
-    fn accepts(&self, recipient: &str) -> bool;
+    fn accepts(&self, recipient: &str) -> impl std::future::Future<Output = bool> + Send;
 
     /// Stores `message` (the dot-unstuffed DATA, CRLF line ends, without the final ".") for
     /// every recipient of `envelope`; returns exactly one reply per `envelope.recipients`

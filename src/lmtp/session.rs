@@ -130,7 +130,7 @@ where
             continue;
         };
         deadline = Instant::now() + limits.idle_timeout;
-        match session.command(input) {
+        match session.command(input).await {
             Step::Reply(reply) => conn.reply(&reply),
             Step::Close(reply) => return conn.close(&reply).await,
             Step::Data(reply, size_hint) => {
@@ -185,9 +185,9 @@ struct Session<'a, B> {
 
 impl<B: Backend> Session<'_, B> {
     /// Answers one command line; bad commands count towards `max_errors`.
-    fn command(&mut self, input: Result<Command, command::Error>) -> Step {
+    async fn command(&mut self, input: Result<Command, command::Error>) -> Step {
         let answer = match input {
-            Ok(command) => self.answer(command),
+            Ok(command) => self.answer(command).await,
             Err(error) => Err(Reply::from(&error)),
         };
         answer.unwrap_or_else(|reply| {
@@ -198,7 +198,7 @@ impl<B: Backend> Session<'_, B> {
 
     /// Checks each command's preconditions first (RFC 5321 §4.1.4), then carries it out.
     /// `Err` is a bad command.
-    fn answer(&mut self, command: Command) -> Result<Step, Reply> {
+    async fn answer(&mut self, command: Command) -> Result<Step, Reply> {
         let reply = match command {
             Command::Lhlo(_) => {
                 // RFC 5321 §4.1.4: a repeated greeting resets the transaction like RSET.
@@ -238,7 +238,7 @@ impl<B: Backend> Session<'_, B> {
                 if envelope.recipients.len() >= self.limits.max_recipients {
                     // RFC 5321 §4.5.3.1.10: 452, and the client sends the rest later.
                     Reply::too_many_recipients()
-                } else if self.backend.accepts(&address) {
+                } else if self.backend.accepts(&address).await {
                     envelope.recipients.push(address);
                     Reply::recipient_ok()
                 } else {

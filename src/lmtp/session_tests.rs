@@ -25,7 +25,7 @@ impl TestBackend {
 }
 
 impl Backend for TestBackend {
-    fn accepts(&self, recipient: &str) -> bool {
+    async fn accepts(&self, recipient: &str) -> bool {
         recipient.to_ascii_lowercase().ends_with("@known.test")
     }
 

@@ -18,6 +18,8 @@ use crate::store;
 /// A message for mailops to send.
 #[derive(Debug, Clone, Default)]
 pub struct Notice {
+    /// The sender, when not `[outbound] from_address` (a ticket policy's reply address).
+    pub from: Option<String>,
     /// The recipient.
     pub to: String,
     /// The subject (CR, LF and NUL are removed).
@@ -30,6 +32,10 @@ pub struct Notice {
     pub references: Vec<String>,
     /// `auto-replied` (answering a mail) or `auto-generated` (RFC 3834).
     pub auto_submitted: &'static str,
+    /// What it is (`outbox.kind`: `ticket_created`, `ticket_updated`…).
+    pub kind: &'static str,
+    /// The ticket it is about.
+    pub ticket_id: Option<i64>,
 }
 
 /// A composed message.
@@ -76,23 +82,22 @@ fn new_message_id(domain: &str) -> String {
     format!("{:016x}.{:x}@{domain}", h.finish(), nanos)
 }
 
-/// Composes `notice` as mailops sends it: From the formal name and from address, a new
-/// Message-ID under its domain, In-Reply-To/References, `Auto-Submitted`.
+/// Composes `notice` as mailops sends it: From the formal name and the notice's sender (else
+/// the from address), a new Message-ID under the sender's domain, In-Reply-To/References,
+/// `Auto-Submitted`.
 pub fn compose(o: &Outbound, notice: &Notice) -> Result<Composed, ComposeError> {
     let err = |why: String| ComposeError {
         to: notice.to.clone(),
         why,
     };
-    let from: Mailbox = format!("{} <{}>", header_text(&o.formal_name), o.from_address)
+    let sender = sender(o, notice);
+    let from: Mailbox = format!("{} <{}>", header_text(&o.formal_name), header_text(sender))
         .parse()
         .map_err(|e| err(format!("from: {e}")))?;
     let to: Mailbox = header_text(&notice.to)
         .parse()
         .map_err(|e| err(format!("to: {e}")))?;
-    let domain = o
-        .from_address
-        .rsplit_once('@')
-        .map_or("localhost", |(_, d)| d);
+    let domain = sender.rsplit_once('@').map_or("localhost", |(_, d)| d);
     let message_id = new_message_id(domain);
     let mut builder = lettre::Message::builder()
         .from(from)
@@ -124,6 +129,11 @@ pub fn compose(o: &Outbound, notice: &Notice) -> Result<Composed, ComposeError> 
     })
 }
 
+/// The address `notice` is sent from.
+fn sender<'a>(o: &'a Outbound, notice: &'a Notice) -> &'a str {
+    notice.from.as_deref().unwrap_or(&o.from_address)
+}
+
 /// Queues `notice` through `client` (the caller's transaction, so it is sent only if what
 /// caused it commits); returns the outbox id.
 pub async fn enqueue(
@@ -132,17 +142,48 @@ pub async fn enqueue(
     notice: &Notice,
 ) -> Result<i64, store::Error> {
     let composed = compose(o, notice).map_err(|e| store::Error::Corrupt(e.to_string()))?;
+    queue(client, o, notice, &composed).await
+}
+
+/// Queues `notice`, already composed, through `client`; returns the outbox id.
+pub async fn queue(
+    client: &impl GenericClient,
+    o: &Outbound,
+    notice: &Notice,
+    composed: &Composed,
+) -> Result<i64, store::Error> {
     let row = client
         .query_one(
-            "INSERT INTO outbox (recipient, sender, subject, message_id, message)
-             VALUES ($1, $2, $3, $4, $5) RETURNING id",
+            "INSERT INTO outbox (recipient, sender, subject, message_id, message, kind, ticket_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
             &[
                 &notice.to,
-                &o.from_address,
+                &sender(o, notice),
                 &header_text(&notice.subject),
                 &composed.message_id,
                 &composed.bytes,
+                &notice.kind,
+                &notice.ticket_id,
             ],
+        )
+        .await?;
+    Ok(row.get(0))
+}
+
+/// How many notices of `kind_prefix` (`ticket_` for all ticket notices) were queued for
+/// `recipient` in the last hour (the rate limit counts them).
+pub async fn recent(
+    client: &impl GenericClient,
+    recipient: &str,
+    kind_prefix: &str,
+) -> Result<i64, store::Error> {
+    let row = client
+        .query_one(
+            "SELECT count(*) FROM outbox
+             WHERE address_key(recipient) = address_key($1)
+               AND created_at > now() - interval '1 hour'
+               AND kind LIKE $2 || '%'",
+            &[&recipient, &kind_prefix],
         )
         .await?;
     Ok(row.get(0))
@@ -256,6 +297,7 @@ mod tests {
             in_reply_to: Some("orig@example.com".into()),
             references: vec!["first@example.com".into(), "orig@example.com".into()],
             auto_submitted: "auto-replied",
+            ..Notice::default()
         };
         let c = compose(&outbound(), &notice).expect("composed");
         let text = String::from_utf8(c.bytes).expect("utf-8");

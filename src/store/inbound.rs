@@ -2,7 +2,7 @@
 
 use sha2::{Digest, Sha256};
 use tokio_postgres::error::SqlState;
-use tokio_postgres::Statement;
+use tokio_postgres::{GenericClient, Statement};
 
 use crate::lmtp::Envelope;
 use crate::message::{self, Message};
@@ -77,7 +77,7 @@ pub async fn prepare(
 /// Sends the statement when first polled (see [`super::transaction`]). Statements that depend
 /// on the row refer to it as `currval('inbound_messages_id_seq')`.
 pub async fn insert(
-    client: &tokio_postgres::Client,
+    client: &impl GenericClient,
     statement: &Statement,
     row: &Inbound<'_>,
 ) -> Result<Option<i64>, tokio_postgres::Error> {

@@ -5,6 +5,7 @@ pub mod inbound;
 pub mod migrate;
 pub mod policies;
 pub mod recipients;
+pub mod tickets;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -36,6 +37,9 @@ pub enum Error {
     /// A row holds what its table's constraints should have kept out.
     #[error("unexpected value in the database: {0}")]
     Corrupt(String),
+    /// The policies in memory are behind the database (a reload is on its way).
+    #[error("the policies in memory are behind the database: {0}")]
+    Stale(String),
     /// The schema is older than this binary.
     #[error("the database schema is at migration {have}, this mailops needs {want}: run `mailops migrate`")]
     SchemaBehind {

@@ -5,8 +5,9 @@
 use deadpool_postgres::Pool;
 use tokio_postgres::{GenericClient, Row};
 
-use super::Error;
+use super::{recipients, Error};
 use crate::events::model::{Device, EventPolicy, Originator};
+use crate::route::Router;
 use crate::tickets::model::{Messages, Queue, Template, TicketPolicy, User};
 
 /// Every policy in the database.
@@ -38,15 +39,32 @@ fn name<T: std::str::FromStr<Err = String>>(row: &Row, column: &str) -> Result<T
 /// Reads every policy table in one snapshot.
 pub async fn load(pool: &Pool) -> Result<Model, Error> {
     let mut client = pool.get().await?;
-    let tx = client
+    let tx = snapshot(&mut client).await?;
+    let model = read(&*tx).await?;
+    tx.commit().await?;
+    Ok(model)
+}
+
+/// Reads what `serve` holds in memory, in one snapshot: `valid_recipients` and every policy.
+pub async fn load_serving(pool: &Pool) -> Result<(Router, Model), Error> {
+    let mut client = pool.get().await?;
+    let tx = snapshot(&mut client).await?;
+    let router = recipients::read(&*tx).await?;
+    let model = read(&*tx).await?;
+    tx.commit().await?;
+    Ok((router, model))
+}
+
+/// A read-only transaction that sees one snapshot throughout.
+async fn snapshot(
+    client: &mut deadpool_postgres::Client,
+) -> Result<deadpool_postgres::Transaction<'_>, Error> {
+    Ok(client
         .build_transaction()
         .read_only(true)
         .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
         .start()
-        .await?;
-    let model = read(&*tx).await?;
-    tx.commit().await?;
-    Ok(model)
+        .await?)
 }
 
 /// Reads every policy table through `client` (a transaction, for a consistent view).

@@ -1,6 +1,7 @@
 //! `config_recipients` and `valid_recipients`: the addresses mail is accepted for.
 
 use deadpool_postgres::Pool;
+use tokio_postgres::GenericClient;
 
 use super::Error;
 use crate::route::{Route, Router};
@@ -30,7 +31,11 @@ pub async fn sync(pool: &Pool, entries: &[(String, Route)]) -> Result<(), Error>
 
 /// Loads `valid_recipients` into a [`Router`].
 pub async fn load(pool: &Pool) -> Result<Router, Error> {
-    let client = pool.get().await?;
+    read(&**pool.get().await?).await
+}
+
+/// Reads `valid_recipients` through `client` into a [`Router`].
+pub async fn read(client: &impl GenericClient) -> Result<Router, Error> {
     let rows = client
         .query("SELECT address, route FROM valid_recipients", &[])
         .await?;
@@ -44,4 +49,18 @@ pub async fn load(pool: &Pool) -> Result<Router, Error> {
         }
     }
     Ok(Router::new(entries))
+}
+
+/// The route of one address, asked of the database (for an address the router in memory does
+/// not know yet).
+pub async fn lookup(pool: &Pool, address: &str) -> Result<Option<Route>, Error> {
+    let client = pool.get().await?;
+    let row = client
+        .query_opt(
+            "SELECT route FROM valid_recipients WHERE address = address_key($1)",
+            &[&address],
+        )
+        .await?;
+    row.map(|r| r.get::<_, &str>(0).parse().map_err(Error::Corrupt))
+        .transpose()
 }

@@ -6,3 +6,4 @@ pub mod db;
 pub mod gateway;
 pub mod lmtp;
 pub mod postfix;
+pub mod serve;

@@ -1,42 +1,81 @@
-//! Keeps the policies `serve` holds in memory current: loads them, LISTENs for changes on a
-//! connection of its own, reloads; and clears events whose expiry has passed.
+//! What `serve` holds in memory: the addresses mail is accepted for and every policy, loaded
+//! in one snapshot, kept current by LISTENing for changes, and replaced whole.
 
 use std::str::FromStr;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use deadpool_postgres::Pool;
 use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::{AsyncMessage, NoTls};
 
-use super::policies::Policies;
-use super::Current;
-use crate::store;
+use crate::route::Router;
+use crate::{events, store, tickets};
 
-/// The channel `sql/0002_events.sql` notifies on every policy change.
+/// The channel the policy tables' triggers notify on every change (see `sql/`).
 const CHANNEL: &str = "mailops_policies";
-/// How often active events are checked for expiry.
-const EXPIRY_INTERVAL: Duration = Duration::from_secs(60);
 
-/// Loads and compiles the policies; a policy that does not compile is left out with a warning.
-pub async fn load(pool: &Pool) -> Result<Policies, store::Error> {
-    let model = store::policies::load(pool).await?;
-    let (policies, problems) =
-        Policies::new(model.devices, model.originators, model.event_policies);
+/// One consistent snapshot of the recipients and the policies.
+#[derive(Debug, Default)]
+pub struct State {
+    /// The addresses mail is accepted for (`valid_recipients`).
+    pub router: Router,
+    /// The events policies, compiled.
+    pub events: events::policies::Policies,
+    /// The ticket policies.
+    pub tickets: tickets::policies::Policies,
+}
+
+/// The state in force, shared by every session; replaced whole when it changes (empty until
+/// first loaded).
+#[derive(Debug, Clone, Default)]
+pub struct Current(Arc<RwLock<Arc<State>>>);
+
+impl Current {
+    /// The state now in force (a message keeps using it even if it is replaced meanwhile).
+    pub fn get(&self) -> Arc<State> {
+        Arc::clone(&self.0.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Puts `state` in force.
+    pub fn replace(&self, state: State) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(state);
+    }
+}
+
+/// Loads the recipients and the policies in one snapshot; a policy that does not compile is
+/// left out with a warning.
+pub async fn load(pool: &Pool) -> Result<State, store::Error> {
+    let (router, model) = store::policies::load_serving(pool).await?;
+    let (events, problems) =
+        events::policies::Policies::new(model.devices, model.originators, model.event_policies);
     for problem in problems {
         tracing::warn!(%problem, "policy left out");
     }
+    let tickets = tickets::policies::Policies::new(
+        model.users,
+        model.queues,
+        model.templates,
+        model.ticket_policies,
+    );
     tracing::info!(
-        devices = policies.device_count(),
-        originators = policies.originators.len(),
-        event_policies = policies.event_policies.len(),
+        addresses = router.len(),
+        devices = events.device_count(),
+        originators = events.originators.len(),
+        event_policies = events.event_policies.len(),
+        ticket_policies = tickets.len(),
         "policies loaded"
     );
-    Ok(policies)
+    Ok(State {
+        router,
+        events,
+        tickets,
+    })
 }
 
-/// Loads the policies into `current` (then says so on `loaded`) and reloads them whenever they
-/// change, for as long as it runs. A lost listening connection is reopened, and the policies
-/// reloaded, since changes may have been missed meanwhile.
+/// Loads the state into `current` (then says so on `loaded`) and reloads it whenever the
+/// policies change, for as long as it runs. A lost listening connection is reopened, and the
+/// state reloaded, since changes may have been missed meanwhile.
 pub async fn watch(url: String, pool: Pool, current: Current, loaded: oneshot::Sender<()>) {
     let mut loaded = Some(loaded);
     let mut delay = Duration::from_millis(250);
@@ -91,22 +130,5 @@ async fn listen(
     match driver.await {
         Ok(Err(e)) => Err(e.into()),
         _ => Ok(()),
-    }
-}
-
-/// Clears expired events every minute, for as long as it runs.
-pub async fn expire_events(pool: Pool) {
-    let mut tick = tokio::time::interval(EXPIRY_INTERVAL);
-    loop {
-        tick.tick().await;
-        let cleared = async {
-            let client = pool.get().await?;
-            Ok::<_, store::Error>(store::events::expire(&client).await?)
-        };
-        match cleared.await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(events = n, "expired events cleared"),
-            Err(e) => tracing::warn!(error = %e, "clearing expired events"),
-        }
     }
 }

@@ -1,0 +1,27 @@
+//! Clears events whose expiry has passed.
+
+use std::time::Duration;
+
+use deadpool_postgres::Pool;
+
+use crate::store;
+
+/// How often active events are checked for expiry.
+const EXPIRY_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Clears expired events every minute, for as long as it runs.
+pub async fn expire_events(pool: Pool) {
+    let mut tick = tokio::time::interval(EXPIRY_INTERVAL);
+    loop {
+        tick.tick().await;
+        let cleared = async {
+            let client = pool.get().await?;
+            Ok::<_, store::Error>(store::events::expire(&client).await?)
+        };
+        match cleared.await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(events = n, "expired events cleared"),
+            Err(e) => tracing::warn!(error = %e, "clearing expired events"),
+        }
+    }
+}
