@@ -17,6 +17,7 @@ pub mod message;
 pub mod outbound;
 pub mod policy;
 pub mod postfix;
+pub mod roundtrip;
 pub mod route;
 pub mod serve;
 pub mod state;

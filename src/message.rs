@@ -33,6 +33,21 @@ pub struct Message {
     pub report: bool,
     /// The attachments, decoded; only read when asked for ([`Message::parse_with_attachments`]).
     pub attachments: Vec<Attachment>,
+    /// The subjects and bodies of the messages it carries as attachments (a forward), as text.
+    pub forwarded: String,
+    /// Its `Received:` headers, newest (topmost) first.
+    pub received: Vec<Hop>,
+}
+
+/// One `Received:` header: a hop the message took.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Hop {
+    /// The host it came from.
+    pub from: Option<String>,
+    /// The host that received it.
+    pub by: Option<String>,
+    /// When, in seconds since the Unix epoch.
+    pub at: Option<i64>,
 }
 
 /// One attachment of a message (a forwarded message is one too, as its raw bytes).
@@ -90,6 +105,24 @@ impl Message {
                     } else {
                         Vec::new()
                     },
+                    forwarded: m
+                        .attachments()
+                        .filter_map(|part| part.message())
+                        .map(|inner| {
+                            let subject = inner.subject().unwrap_or_default();
+                            let body = inner.body_text(0).unwrap_or_default();
+                            format!("{subject}\n{body}\n")
+                        })
+                        .collect(),
+                    received: m
+                        .header_values("Received")
+                        .filter_map(|v| v.as_received())
+                        .map(|r| Hop {
+                            from: r.from().map(|h| text(&h.to_string())),
+                            by: r.by().map(|h| text(&h.to_string())),
+                            at: r.date().map(|d| d.to_timestamp()),
+                        })
+                        .collect(),
                 }
             })
         }));

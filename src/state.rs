@@ -9,6 +9,8 @@ use deadpool_postgres::Pool;
 use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::{AsyncMessage, NoTls};
 
+use crate::roundtrip::model::RoundtripPolicy;
+use crate::roundtrip::token::Key;
 use crate::route::Router;
 use crate::{events, store, tickets};
 
@@ -24,6 +26,10 @@ pub struct State {
     pub events: events::policies::Policies,
     /// The ticket policies.
     pub tickets: tickets::policies::Policies,
+    /// The round-trip policies.
+    pub roundtrips: Vec<RoundtripPolicy>,
+    /// The key probe tokens are signed with (`None` until first loaded).
+    pub key: Option<Key>,
 }
 
 /// The state in force, shared by every session; replaced whole when it changes (empty until
@@ -46,7 +52,7 @@ impl Current {
 /// Loads the recipients and the policies in one snapshot; a policy that does not compile is
 /// left out with a warning.
 pub async fn load(pool: &Pool) -> Result<State, store::Error> {
-    let (router, model) = store::policies::load_serving(pool).await?;
+    let (router, model, key) = store::policies::load_serving(pool).await?;
     let (events, problems) =
         events::policies::Policies::new(model.devices, model.originators, model.event_policies);
     for problem in problems {
@@ -64,12 +70,15 @@ pub async fn load(pool: &Pool) -> Result<State, store::Error> {
         originators = events.originators.len(),
         event_policies = events.event_policies.len(),
         ticket_policies = tickets.len(),
+        roundtrip_policies = model.roundtrips.len(),
         "policies loaded"
     );
     Ok(State {
         router,
         events,
         tickets,
+        roundtrips: model.roundtrips,
+        key: Some(key),
     })
 }
 

@@ -26,6 +26,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0004_tickets.sql",
         include_str!("../../sql/0004_tickets.sql"),
     ),
+    (
+        5,
+        "0005_roundtrip.sql",
+        include_str!("../../sql/0005_roundtrip.sql"),
+    ),
 ];
 
 /// Arbitrary key of the advisory lock that serialises concurrent `migrate` runs.

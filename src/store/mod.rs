@@ -5,6 +5,7 @@ pub mod inbound;
 pub mod migrate;
 pub mod policies;
 pub mod recipients;
+pub mod roundtrip;
 pub mod tickets;
 
 use std::future::Future;

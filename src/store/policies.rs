@@ -7,6 +7,8 @@ use tokio_postgres::{GenericClient, Row};
 
 use super::{recipients, Error};
 use crate::events::model::{Device, EventPolicy, Originator};
+use crate::roundtrip::model::RoundtripPolicy;
+use crate::roundtrip::token::Key;
 use crate::route::Router;
 use crate::tickets::model::{Messages, Queue, Template, TicketPolicy, User};
 
@@ -27,6 +29,8 @@ pub struct Model {
     pub templates: Vec<Template>,
     /// Ticket policies, by id.
     pub ticket_policies: Vec<TicketPolicy>,
+    /// Round-trip policies, by id.
+    pub roundtrips: Vec<RoundtripPolicy>,
 }
 
 /// A text column holding one of a closed set of names (the table's CHECK keeps it valid).
@@ -45,14 +49,20 @@ pub async fn load(pool: &Pool) -> Result<Model, Error> {
     Ok(model)
 }
 
-/// Reads what `serve` holds in memory, in one snapshot: `valid_recipients` and every policy.
-pub async fn load_serving(pool: &Pool) -> Result<(Router, Model), Error> {
+/// Reads what `serve` holds in memory, in one snapshot: `valid_recipients`, every policy, and
+/// the key probe tokens are signed with.
+pub async fn load_serving(pool: &Pool) -> Result<(Router, Model, Key), Error> {
     let mut client = pool.get().await?;
     let tx = snapshot(&mut client).await?;
     let router = recipients::read(&*tx).await?;
     let model = read(&*tx).await?;
+    let key = Key::new(
+        tx.query_one("SELECT key FROM roundtrip_key", &[])
+            .await?
+            .get(0),
+    );
     tx.commit().await?;
-    Ok((router, model))
+    Ok((router, model, key))
 }
 
 /// A read-only transaction that sees one snapshot throughout.
@@ -198,6 +208,30 @@ pub async fn read(client: &impl GenericClient) -> Result<Model, Error> {
             })
         })
         .collect::<Result<_, Error>>()?;
+    let roundtrips = client
+        .query(
+            "SELECT id, name, device_id, send_to, from_address, interval_s, timeout_s, enabled,
+                    body, severity
+             FROM roundtrip_policies ORDER BY id",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(RoundtripPolicy {
+                id: r.get("id"),
+                name: r.get("name"),
+                device_id: r.get("device_id"),
+                send_to: r.get("send_to"),
+                from_address: r.get("from_address"),
+                interval_s: r.get("interval_s"),
+                timeout_s: r.get("timeout_s"),
+                enabled: r.get("enabled"),
+                body: r.get("body"),
+                severity: name(r, "severity")?,
+            })
+        })
+        .collect::<Result<_, Error>>()?;
     Ok(Model {
         devices,
         originators,
@@ -206,5 +240,6 @@ pub async fn read(client: &impl GenericClient) -> Result<Model, Error> {
         queues,
         templates,
         ticket_policies,
+        roundtrips,
     })
 }
