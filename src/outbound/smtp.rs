@@ -283,9 +283,10 @@ async fn auth_password(
         .map_err(|e| auth_failure(name, &e))
 }
 
-/// An AUTH error as the operator reads it.
+/// An AUTH error as the operator reads it: the gateway's reply, or what went wrong before
+/// there was one.
 fn auth_failure(name: &str, e: &SmtpError) -> Failure {
-    Failure::Auth(if e.is_response() {
+    Failure::Auth(if e.status().is_some() || e.is_response() {
         e.to_string()
     } else {
         format!("{e} (is AUTH {name} offered?)")
