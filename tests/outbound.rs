@@ -126,24 +126,43 @@ fn smtp_test(config_file: &Path, send_to: Option<&str>) -> (bool, String) {
 
 /// `mailops smtp-test` with `MAILOPS_LOG=log`: whether it succeeded, and stdout then stderr.
 fn smtp_test_logging(config_file: &Path, send_to: Option<&str>, log: &str) -> (bool, String) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mailops"));
-    cmd.env("MAILOPS_LOG", log);
-    cmd.arg("-c").arg(config_file).arg("smtp-test");
+    let mut args = vec!["smtp-test"];
     if let Some(to) = send_to {
-        cmd.args(["--send-to", to]);
+        args.extend(["--send-to", to]);
     }
-    let out = cmd
+    mailops(config_file, &args, log)
+}
+
+/// `mailops -c CONFIG ARGS…` with `MAILOPS_LOG=log` and the config's database and password
+/// only: whether it succeeded, and stdout then stderr.
+fn mailops(config_file: &Path, args: &[&str], log: &str) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_mailops"))
+        .arg("-c")
+        .arg(config_file)
+        .args(args)
+        .env("MAILOPS_LOG", log)
         .env_remove("DATABASE_URL")
         .env_remove("MAILOPS_DATABASE_URL")
         .env_remove("MAILOPS_SMTP_PASSWORD")
         .output()
-        .expect("running smtp-test");
+        .expect("running mailops");
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
     (out.status.success(), text)
+}
+
+/// The last `smtp-test` result kept: (ok, report, error).
+async fn saved_smtp_test(db: &TestDb) -> (bool, String, Option<String>) {
+    let row = db
+        .client()
+        .await
+        .query_one("SELECT ok, report, error FROM smtp_tests", &[])
+        .await
+        .expect("saved result");
+    (row.get(0), row.get(1), row.get(2))
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -178,31 +197,17 @@ async fn smtp_test_reports_each_step_and_keeps_the_result() {
         message.contains("Auto-Submitted: auto-generated"),
         "{message}"
     );
-    let saved = db
-        .client()
-        .await
-        .query_one("SELECT ok, report FROM smtp_tests", &[])
-        .await
-        .expect("saved result");
-    assert!(saved.get::<_, bool>(0));
-    assert!(saved.get::<_, &str>(1).contains("AUTH PLAIN"));
+    let (ok, report, _) = saved_smtp_test(&db).await;
+    assert!(ok && report.contains("AUTH PLAIN"), "{report}");
 
     // A wrong password: a clear reason, a non-zero exit, and the failure kept.
     std::fs::write(dir.join("smtp-password"), "wrong\n").expect("password");
     let (ok, text) = smtp_test(&file, None);
     assert!(!ok, "{text}");
     assert!(text.contains("authentication failed"), "{text}");
-    let saved = db
-        .client()
-        .await
-        .query_one("SELECT ok, error FROM smtp_tests", &[])
-        .await
-        .expect("saved result");
-    assert!(!saved.get::<_, bool>(0));
-    assert!(saved
-        .get::<_, Option<&str>>(1)
-        .unwrap_or("")
-        .contains("authentication failed"));
+    let (ok, _, error) = saved_smtp_test(&db).await;
+    assert!(!ok);
+    assert!(error.unwrap_or_default().contains("authentication failed"));
 
     // TLS refused: SMTPS against a port that speaks plain SMTP.
     let (_, file) = config(&dir, &db, &g, g.open, "encryption = \"smtps\"");
@@ -604,14 +609,8 @@ async fn smtp_test_with_xoauth2_reports_the_token_and_never_a_secret() {
     }
     assert!(!text.contains("tok_"), "a secret in:\n{text}");
     g.wait_for_messages(1, Duration::from_secs(20));
-    let saved = db
-        .client()
-        .await
-        .query_one("SELECT ok, report FROM smtp_tests", &[])
-        .await
-        .expect("saved result");
-    assert!(saved.get::<_, bool>(0));
-    assert!(saved.get::<_, &str>(1).contains("oauth2 token: refreshed"));
+    let (ok, report, _) = saved_smtp_test(&db).await;
+    assert!(ok && report.contains("oauth2 token: refreshed"), "{report}");
 
     // A refused refresh token: the endpoint's answer, a non-zero exit, no secret.
     std::fs::write(dir.join("refresh-token"), "tok_rt_wrong\n").expect("refresh token");
@@ -625,25 +624,11 @@ async fn smtp_test_with_xoauth2_reports_the_token_and_never_a_secret() {
     assert!(!text.contains("tok_"), "a secret in:\n{text}");
 
     // check-config neither needs nor shows the secrets; it names a missing key.
-    let check = |file: &Path| {
-        let out = Command::new(env!("CARGO_BIN_EXE_mailops"))
-            .arg("-c")
-            .arg(file)
-            .arg("check-config")
-            .output()
-            .expect("running check-config");
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (out.status.success(), text)
-    };
-    let (ok, text) = check(&file);
+    let (ok, text) = mailops(&file, &["check-config"], "info");
     assert!(ok && !text.contains("tok_"), "{text}");
     let text = std::fs::read_to_string(&file).expect("config");
     std::fs::write(&file, text.replace("client_id = ", "# client_id = ")).expect("config");
-    let (ok, text) = check(&file);
+    let (ok, text) = mailops(&file, &["check-config"], "info");
     assert!(!ok, "{text}");
     assert!(
         text.contains("outbound.oauth2.client_id: needed with outbound.auth = \"xoauth2\""),
