@@ -157,6 +157,25 @@ pub struct Outbound {
     /// Sending attempts before a message is `failed`.
     #[serde(default = "default_max_attempts")]
     pub max_attempts: i32,
+    /// `[outbound.oauth2]`: where XOAUTH2's access tokens come from.
+    pub oauth2: Option<OAuth2>,
+}
+
+/// `[outbound.oauth2]`: the OAuth 2.0 client that gets XOAUTH2's access tokens (RFC 6749 §6:
+/// refreshing an access token). The required keys are options so that each missing one is
+/// reported by name.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct OAuth2 {
+    /// The token endpoint: `https://`, or `http://` to a loopback address.
+    pub token_url: Option<String>,
+    /// The client (application) id.
+    pub client_id: Option<String>,
+    /// A file holding the client secret; none for a public client.
+    pub client_secret_file: Option<PathBuf>,
+    /// A file holding the refresh token.
+    pub refresh_token_file: Option<PathBuf>,
+    /// The scope asked for (space-separated); none asks for the grant's own.
+    pub scope: Option<String>,
 }
 
 /// `[outbound] encryption`.
@@ -186,6 +205,8 @@ pub enum Auth {
     /// AUTH CRAM-MD5 (RFC 2195): the password never crosses the wire.
     #[serde(rename = "cram-md5")]
     CramMd5,
+    /// AUTH XOAUTH2: an OAuth 2.0 access token, refreshed as `[outbound.oauth2]` says.
+    Xoauth2,
 }
 
 fn default_formal_name() -> String {
@@ -455,6 +476,58 @@ impl Outbound {
         if !self.address_override.is_empty() && !self.address_override.contains('@') {
             problems.push("outbound.address_override: not an address".into());
         }
+        match (self.auth, &self.oauth2) {
+            (Auth::Xoauth2, Some(oauth2)) => oauth2.check(problems),
+            (Auth::Xoauth2, None) => problems.push(
+                "outbound.oauth2: needed with outbound.auth = \"xoauth2\" \
+                 (token_url, client_id, refresh_token_file)"
+                    .into(),
+            ),
+            (_, Some(_)) => {
+                problems.push("outbound.oauth2: only used with outbound.auth = \"xoauth2\"".into())
+            }
+            (_, None) => {}
+        }
+    }
+}
+
+impl OAuth2 {
+    fn check(&self, problems: &mut Vec<String>) {
+        let missing =
+            |key: &str| format!("outbound.oauth2.{key}: needed with outbound.auth = \"xoauth2\"");
+        match self.token_url.as_deref().filter(|u| !u.is_empty()) {
+            None => problems.push(missing("token_url")),
+            Some(url) => {
+                if let Err(why) = check_token_url(url) {
+                    problems.push(format!("outbound.oauth2.token_url: {url:?} {why}"));
+                }
+            }
+        }
+        if self.client_id.as_deref().is_none_or(str::is_empty) {
+            problems.push(missing("client_id"));
+        }
+        if self.refresh_token_file.is_none() {
+            problems.push(missing("refresh_token_file"));
+        }
+    }
+}
+
+/// A token endpoint carries the client secret and the refresh token: HTTPS, or plain HTTP
+/// only to this machine (a local token broker, the tests).
+fn check_token_url(url: &str) -> Result<(), &'static str> {
+    let url = reqwest::Url::parse(url).map_err(|_| "is not a URL")?;
+    let host = url.host_str().ok_or("has no host")?;
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if loopback => Ok(()),
+        "http" => Err("must be https (plain http only to a loopback address)"),
+        _ => Err("must be an https URL"),
     }
 }
 
@@ -488,7 +561,16 @@ fn section<T: DeserializeOwned>(
         .remove(name)
         .unwrap_or_else(|| toml::Value::Table(Default::default()));
     let mut unknown = Vec::new();
-    let result = serde_ignored::deserialize(value, |path| unknown.push(path.to_string()));
+    // serde_ignored writes an `Option`'s inside as `?` (`oauth2.?.colour`): not a key.
+    let result = serde_ignored::deserialize(value, |path| {
+        let key: Vec<String> = path
+            .to_string()
+            .split('.')
+            .filter(|part| *part != "?")
+            .map(str::to_owned)
+            .collect();
+        unknown.push(key.join("."));
+    });
     problems.extend(
         unknown
             .into_iter()
@@ -672,6 +754,69 @@ tls_cert_file = "/etc/cert.pem"
             .expect("set");
         assert_eq!(o.encryption, Encryption::Smtps);
         assert_eq!(o.timeout_s, 30);
+    }
+
+    #[test]
+    fn xoauth2_needs_its_oauth2_table_and_nothing_else_has_one() {
+        let outbound = format!(
+            "{GOOD}[outbound]\nfrom_address = \"noreply@mon.example.com\"\n\
+             gateway = \"smtp.example.com:587\"\nusername = \"mailops@example.com\"\n"
+        );
+        let xoauth2 = format!("{outbound}auth = \"xoauth2\"\n");
+        assert_eq!(
+            Config::parse(&xoauth2, None).unwrap_err(),
+            ["outbound.oauth2: needed with outbound.auth = \"xoauth2\" \
+              (token_url, client_id, refresh_token_file)"]
+        );
+        // Every missing key by name, and unknown keys as elsewhere.
+        let text = format!("{xoauth2}[outbound.oauth2]\nscope = \"x\"\ncolour = 1\n");
+        assert_eq!(
+            Config::parse(&text, None).unwrap_err(),
+            [
+                "outbound.oauth2.colour: unknown key",
+                "outbound.oauth2.token_url: needed with outbound.auth = \"xoauth2\"",
+                "outbound.oauth2.client_id: needed with outbound.auth = \"xoauth2\"",
+                "outbound.oauth2.refresh_token_file: needed with outbound.auth = \"xoauth2\"",
+            ]
+        );
+        let complete = format!(
+            "{xoauth2}[outbound.oauth2]\ntoken_url = \"https://login.example.com/token\"\n\
+             client_id = \"mailops\"\nrefresh_token_file = \"/etc/mailops/refresh\"\n"
+        );
+        let o = Config::parse(&complete, None)
+            .expect("valid")
+            .outbound
+            .expect("set");
+        assert_eq!(o.auth, Auth::Xoauth2);
+        let oauth2 = o.oauth2.expect("oauth2");
+        assert_eq!(oauth2.client_secret_file, None);
+        assert_eq!(oauth2.scope, None);
+        // The table without xoauth2 is a mistake worth reporting.
+        let text = complete.replace("auth = \"xoauth2\"", "auth = \"plain\"");
+        assert_eq!(
+            Config::parse(&text, None).unwrap_err(),
+            ["outbound.oauth2: only used with outbound.auth = \"xoauth2\""]
+        );
+    }
+
+    #[test]
+    fn token_urls_are_https_or_loopback_http() {
+        for good in [
+            "https://login.example.com/oauth2/v2.0/token",
+            "http://127.0.0.1:8080/token",
+            "http://localhost/token",
+            "http://[::1]:99/token",
+        ] {
+            assert_eq!(check_token_url(good), Ok(()), "{good}");
+        }
+        for bad in [
+            "http://login.example.com/token",
+            "http://10.0.0.1/token",
+            "ftp://127.0.0.1/token",
+            "login.example.com/token",
+        ] {
+            assert!(check_token_url(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -1,14 +1,17 @@
 //! The test gateway itself (tests/common/gateway.rs), before any outbound test relies on
 //! it: each listener relays with the encryption and authentication it stands for, refuses
 //! what a real gateway refuses, presents a certificate the clients can verify, and goes
-//! down and comes back on the same ports. Mail is sent with swaks, and with lettre (the
-//! client mailops sends with) for the certificate.
+//! down and comes back on the same ports, and takes an XOAUTH2 token only while its
+//! authorization server says it is active. Mail is sent with swaks, with lettre (the client
+//! mailops sends with) for the certificate, and by hand for XOAUTH2 (swaks has none).
 
 mod common;
 
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
 use common::gateway::Gateway;
 use common::postfix::{describe, run, SmtpClient};
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
@@ -172,7 +175,10 @@ fn refuses_what_a_real_gateway_refuses() {
     // has not used one.
     let mut client = SmtpClient::connect(gateway.plain);
     let ehlo = client.command("EHLO mon.example.com");
-    assert!(ehlo.contains("250-AUTH PLAIN LOGIN CRAM-MD5"), "{ehlo}");
+    assert!(
+        ehlo.contains("250-AUTH PLAIN LOGIN CRAM-MD5 XOAUTH2"),
+        "{ehlo}"
+    );
     assert!(!ehlo.contains("STARTTLS"), "{ehlo}");
     assert!(client
         .command(&format!("MAIL FROM:<{FROM}>"))
@@ -281,4 +287,63 @@ fn goes_down_and_comes_back_on_the_same_ports() {
     assert!(ok, "{transcript}");
     let messages = gateway.wait_for_messages(1, WAIT);
     assert_eq!(header(&messages[0], "Subject"), "Back");
+}
+
+/// AUTH XOAUTH2's initial response: `user=…^Aauth=Bearer …^A^A`, base64.
+fn xoauth2(user: &str, token: &str) -> String {
+    BASE64.encode(format!("user={user}\x01auth=Bearer {token}\x01\x01"))
+}
+
+#[test]
+fn xoauth2_tokens_are_checked_at_the_authorization_server() {
+    let gateway = Gateway::start();
+    let token = gateway.oauth.issue();
+
+    // An active token: accepted, and the client may relay.
+    let mut client = SmtpClient::connect(gateway.plain);
+    client.command("EHLO mon.example.com");
+    let reply = client.command(&format!(
+        "AUTH XOAUTH2 {}",
+        xoauth2(&gateway.username, &token)
+    ));
+    assert!(reply.starts_with("235 2.7.0"), "{reply}\n{}", gateway.log());
+    for (line, code) in [
+        (format!("MAIL FROM:<{FROM}>"), "250"),
+        ("RCPT TO:<alice@customer.example>".to_owned(), "250"),
+        ("DATA".to_owned(), "354"),
+        (
+            "Subject: by XOAUTH2\r\n\r\nA notice.\r\n.".to_owned(),
+            "250",
+        ),
+    ] {
+        let reply = client.command(&line);
+        assert!(reply.starts_with(code), "{line}: {reply}");
+    }
+    let messages = gateway.wait_for_messages(1, WAIT);
+    assert_eq!(header(&messages[0], "Subject"), "by XOAUTH2");
+    let authenticated = format!("(Authenticated sender: {})", gateway.username);
+    assert!(received(&messages[0]).contains(&authenticated));
+
+    // Revoked: Dovecot's error comes as a 334 challenge (a base64 JSON status), and the
+    // 535 after the client's empty answer. A token never issued fares the same.
+    gateway.oauth.revoke_all();
+    for token in [token.as_str(), "tok_at_never-issued"] {
+        let mut client = SmtpClient::connect(gateway.plain);
+        client.command("EHLO mon.example.com");
+        let challenge = client.command(&format!(
+            "AUTH XOAUTH2 {}",
+            xoauth2(&gateway.username, token)
+        ));
+        let status = challenge
+            .strip_prefix("334 ")
+            .and_then(|b| BASE64.decode(b).ok())
+            .map(|json| String::from_utf8_lossy(&json).into_owned())
+            .unwrap_or_else(|| panic!("{challenge}\n{}", gateway.log()));
+        assert!(status.contains(r#""status":"401""#), "{status}");
+        let reply = client.command("");
+        assert!(reply.starts_with("535 5.7.8"), "{reply}\n{}", gateway.log());
+    }
+    // Each AUTH was one introspection; the last two were answered inactive.
+    assert_eq!(gateway.oauth.introspections(), (3, 2));
+    assert_eq!(gateway.messages().len(), 1);
 }

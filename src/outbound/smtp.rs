@@ -14,9 +14,12 @@ use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{
     AsyncSmtpConnection, Certificate, TlsParameters, TlsVersion,
 };
+use lettre::transport::smtp::commands::Auth as AuthCommand;
 use lettre::transport::smtp::extension::ClientId;
+use lettre::transport::smtp::response::Response;
 use lettre::transport::smtp::Error as SmtpError;
 
+use super::oauth2::{Secret, TokenError, Tokens};
 use crate::config::{parse_host_port, Auth, Encryption, Outbound};
 
 /// Everything needed to reach the gateways, read once from the config (and the password file).
@@ -27,6 +30,8 @@ pub struct Settings {
     auth: Auth,
     /// User name and password.
     credentials: Option<(String, String)>,
+    /// User name and where its access tokens come from (XOAUTH2).
+    oauth2: Option<(String, Tokens)>,
     timeout: Duration,
     roots: Vec<Certificate>,
     hello: ClientId,
@@ -52,14 +57,15 @@ pub enum SettingsError {
 
 impl Settings {
     /// Reads the `[outbound]` settings: the password from `MAILOPS_SMTP_PASSWORD` or
-    /// `password_file`, the extra CA certificates from `tls_ca_file`.
+    /// `password_file`, the extra CA certificates from `tls_ca_file`, XOAUTH2's client
+    /// secret and refresh token from `[outbound.oauth2]`.
     pub fn new(o: &Outbound) -> Result<Settings, SettingsError> {
         let mut gateways = Vec::new();
         for g in std::iter::once(&o.gateway).chain(o.gateway_alt.as_ref()) {
             gateways.push(parse_host_port(g).map_err(SettingsError::Invalid)?);
         }
         let credentials = match o.auth {
-            Auth::None => None,
+            Auth::None | Auth::Xoauth2 => None,
             Auth::Plain | Auth::Login | Auth::CramMd5 => {
                 let password = match std::env::var("MAILOPS_SMTP_PASSWORD") {
                     Ok(p) if !p.is_empty() => p,
@@ -82,18 +88,34 @@ impl Settings {
                 Some((o.username.clone().unwrap_or_default(), password))
             }
         };
-        let mut roots = Vec::new();
-        if let Some(path) = &o.tls_ca_file {
-            let pem = std::fs::read(path).map_err(|source| SettingsError::Read {
+        let ca_pem = match &o.tls_ca_file {
+            Some(path) => Some(std::fs::read(path).map_err(|source| SettingsError::Read {
                 what: "outbound.tls_ca_file",
                 path: path.display().to_string(),
                 source,
-            })?;
+            })?),
+            None => None,
+        };
+        let mut roots = Vec::new();
+        if let Some(pem) = &ca_pem {
             roots.push(
-                Certificate::from_pem(&pem)
+                Certificate::from_pem(pem)
                     .map_err(|e| SettingsError::Invalid(format!("outbound.tls_ca_file: {e}")))?,
             );
         }
+        let timeout = Duration::from_secs(o.timeout_s);
+        let oauth2 = match (o.auth, &o.oauth2) {
+            (Auth::Xoauth2, Some(oauth2)) => Some((
+                o.username.clone().unwrap_or_default(),
+                Tokens::new(oauth2, ca_pem.as_deref(), timeout)?,
+            )),
+            (Auth::Xoauth2, None) => {
+                return Err(SettingsError::Invalid(
+                    "outbound.oauth2 is needed with outbound.auth = \"xoauth2\"".into(),
+                ))
+            }
+            _ => None,
+        };
         let domain = o
             .from_address
             .rsplit_once('@')
@@ -103,7 +125,8 @@ impl Settings {
             encryption: o.encryption,
             auth: o.auth,
             credentials,
-            timeout: Duration::from_secs(o.timeout_s),
+            oauth2,
+            timeout,
             roots,
             hello: ClientId::Domain(domain.to_owned()),
         })
@@ -130,6 +153,8 @@ pub enum Failure {
     Tls(String),
     /// The gateway refused the credentials.
     Auth(String),
+    /// No XOAUTH2 access token: the token endpoint failed or refused.
+    Token(TokenError),
     /// The gateway refused the message; permanent (5xx) or not (4xx, dropped connection).
     Rejected {
         /// A 5xx reply.
@@ -140,15 +165,14 @@ pub enum Failure {
 }
 
 impl Failure {
-    /// Whether retrying later is pointless.
+    /// Whether retrying later is pointless: a 5xx for the message, or a token endpoint
+    /// that refused the refresh token or the client (`invalid_grant`, `invalid_client`).
     pub fn is_permanent(&self) -> bool {
-        matches!(
-            self,
-            Failure::Rejected {
-                permanent: true,
-                ..
-            }
-        )
+        match self {
+            Failure::Rejected { permanent, .. } => *permanent,
+            Failure::Token(e) => e.is_permanent(),
+            _ => false,
+        }
     }
 
     /// Whether the alternate gateway should be tried.
@@ -170,6 +194,7 @@ impl fmt::Display for Failure {
             Failure::Unreachable(why) => write!(f, "cannot connect: {why}"),
             Failure::Tls(why) => write!(f, "TLS failed: {why}"),
             Failure::Auth(why) => write!(f, "authentication failed: {why}"),
+            Failure::Token(why) => write!(f, "oauth2 token: {why}"),
             Failure::Rejected { reply, .. } => write!(f, "refused: {reply}"),
         }
     }
@@ -215,44 +240,126 @@ pub async fn connect(
             .map_err(|e| Failure::Tls(e.to_string()))?;
         step("STARTTLS: TLS 1.2 or newer established, certificate verified".into());
     }
-    if let Some((user, password)) = &s.credentials {
-        let (name, answer) = match s.auth {
-            Auth::CramMd5 => ("CRAM-MD5", auth_cram_md5(&mut conn, user, password).await),
-            auth => {
-                let mechanism = if auth == Auth::Login {
-                    Mechanism::Login
-                } else {
-                    Mechanism::Plain
-                };
-                let credentials = Credentials::new(user.clone(), password.clone());
-                let answer = conn.auth(&[mechanism], &credentials).await;
-                (
-                    if auth == Auth::Login {
-                        "LOGIN"
-                    } else {
-                        "PLAIN"
-                    },
-                    answer,
-                )
-            }
-        };
-        match answer {
-            Ok(reply) => step(format!(
-                "AUTH {name}: {} {}",
-                reply.code(),
-                reply.first_line().unwrap_or("accepted")
-            )),
-            Err(e) => {
-                conn.abort().await;
-                return Err(Failure::Auth(if e.is_response() {
-                    e.to_string()
-                } else {
-                    format!("{e} (is AUTH {name} offered?)")
-                }));
-            }
+    let answer = match (&s.credentials, &s.oauth2) {
+        (Some((user, password)), _) => Some(auth_password(&mut conn, s.auth, user, password).await),
+        (None, Some((user, tokens))) => Some(auth_xoauth2(&mut conn, user, tokens, step).await),
+        (None, None) => None,
+    };
+    match answer {
+        None => {}
+        Some(Ok((name, reply))) => step(format!(
+            "AUTH {name}: {} {}",
+            reply.code(),
+            reply.first_line().unwrap_or("accepted")
+        )),
+        Some(Err(failure)) => {
+            conn.abort().await;
+            return Err(failure);
         }
     }
     Ok(conn)
+}
+
+/// AUTH PLAIN, LOGIN or CRAM-MD5; returns the mechanism's name and the gateway's reply.
+async fn auth_password(
+    conn: &mut AsyncSmtpConnection,
+    auth: Auth,
+    user: &str,
+    password: &str,
+) -> Result<(&'static str, Response), Failure> {
+    let (name, answer) = match auth {
+        Auth::CramMd5 => ("CRAM-MD5", auth_cram_md5(conn, user, password).await),
+        Auth::Login => {
+            let credentials = Credentials::new(user.to_owned(), password.to_owned());
+            ("LOGIN", conn.auth(&[Mechanism::Login], &credentials).await)
+        }
+        _ => {
+            let credentials = Credentials::new(user.to_owned(), password.to_owned());
+            ("PLAIN", conn.auth(&[Mechanism::Plain], &credentials).await)
+        }
+    };
+    answer
+        .map(|reply| (name, reply))
+        .map_err(|e| auth_failure(name, &e))
+}
+
+/// An AUTH error as the operator reads it: the gateway's reply, or what went wrong before
+/// there was one.
+fn auth_failure(name: &str, e: &SmtpError) -> Failure {
+    Failure::Auth(if e.status().is_some() || e.is_response() {
+        e.to_string()
+    } else {
+        format!("{e} (is AUTH {name} offered?)")
+    })
+}
+
+/// AUTH XOAUTH2 with an access token from `tokens`. A cached token the gateway refuses
+/// (535, 5.7.x: revoked, or expired early) is dropped and AUTH is tried once more with a
+/// new one; a token fetched just now is not retried, so a refusing gateway never loops.
+async fn auth_xoauth2(
+    conn: &mut AsyncSmtpConnection,
+    user: &str,
+    tokens: &Tokens,
+    step: &mut (dyn FnMut(String) + Send),
+) -> Result<(&'static str, Response), Failure> {
+    const NAME: &str = "XOAUTH2";
+    if !conn
+        .server_info()
+        .supports_auth_mechanism(Mechanism::Xoauth2)
+    {
+        return Err(Failure::Auth(
+            "the gateway does not offer AUTH XOAUTH2".into(),
+        ));
+    }
+    let token = tokens.token().await.map_err(Failure::Token)?;
+    step(format!("oauth2 token: {token}"));
+    let answer = match xoauth2(conn, user, &token.secret).await {
+        Err(e) if !token.refreshed && is_credentials_refusal(&e) => {
+            step(format!(
+                "AUTH {NAME}: the cached token was refused ({e}); refreshing it once"
+            ));
+            tokens.forget(&token.secret).await;
+            let token = tokens.token().await.map_err(Failure::Token)?;
+            step(format!("oauth2 token: {token}"));
+            xoauth2(conn, user, &token.secret).await
+        }
+        answer => answer,
+    };
+    answer
+        .map(|reply| (NAME, reply))
+        .map_err(|e| auth_failure(NAME, &e))
+}
+
+/// Whether the gateway refused the credentials themselves: 535, or a 5.7.x enhanced code
+/// (RFC 4954 §6), rather than failing for another reason.
+fn is_credentials_refusal(e: &SmtpError) -> bool {
+    e.status().is_some_and(|code| u16::from(code) == 535)
+        || (e.is_permanent() && e.to_string().contains(" 5.7."))
+}
+
+/// One XOAUTH2 exchange. lettre formats the initial response; the exchange is spoken here
+/// because on a refused token the server sends its error as a `334` challenge (a base64
+/// JSON status) and wants an empty line before its final reply, which lettre's own `auth`
+/// does not send.
+async fn xoauth2(
+    conn: &mut AsyncSmtpConnection,
+    user: &str,
+    token: &Secret,
+) -> Result<Response, SmtpError> {
+    let credentials = Credentials::new(user.to_owned(), token.expose().to_owned());
+    let reply = conn
+        .command(AuthCommand::new(Mechanism::Xoauth2, credentials, None)?)
+        .await?;
+    if !reply.has_code(334) {
+        return Ok(reply);
+    }
+    let reply = conn.command("\r\n").await?;
+    if reply.has_code(334) {
+        // Another challenge: none is expected, so cancel (RFC 4954 §4: "*"), which the
+        // server answers with a 501 error.
+        return conn.command("*\r\n").await;
+    }
+    Ok(reply)
 }
 
 /// AUTH CRAM-MD5 (RFC 2195 §2): lettre has no such mechanism, so it is spoken here on
@@ -261,7 +368,7 @@ async fn auth_cram_md5(
     conn: &mut AsyncSmtpConnection,
     user: &str,
     password: &str,
-) -> Result<lettre::transport::smtp::response::Response, SmtpError> {
+) -> Result<Response, SmtpError> {
     let challenge = conn.command("AUTH CRAM-MD5\r\n").await?;
     let text = challenge.first_line().unwrap_or("");
     let answer = cram_md5_answer(user, password, text);

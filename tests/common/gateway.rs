@@ -9,9 +9,12 @@
 //! - `plain`: no TLS at all, AUTH offered in the clear (encryption = none with a password).
 //! - `open`: no TLS, no AUTH; relays for 127.0.0.0/8 (an unauthenticated gateway).
 //!
-//! Each listener that takes AUTH offers PLAIN, LOGIN and CRAM-MD5, and relays only for an
-//! authenticated client (`554 5.7.1` at RCPT otherwise). A wrong password gets `535 5.7.8`
-//! after Dovecot's usual 2 s failure delay. Nothing leaves the machine: every domain is
+//! Each listener that takes AUTH offers PLAIN, LOGIN, CRAM-MD5 and XOAUTH2, and relays only
+//! for an authenticated client (`554 5.7.1` at RCPT otherwise). A wrong password gets
+//! `535 5.7.8` after Dovecot's usual 2 s failure delay. XOAUTH2's access tokens come from
+//! the gateway's own authorization server ([`AuthServer`], `oauth`), and Dovecot's `oauth2`
+//! passdb asks that server's introspection endpoint about every token it is shown: a
+//! revoked or expired token gets `535 5.7.8` too. Nothing leaves the machine: every domain is
 //! delivered to the Maildir, and `default_transport` is an error.
 //!
 //! Needs root and Debian's postfix and dovecot-core; `scripts/test` installs them. The
@@ -26,7 +29,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
-use super::postfix::{describe, free_port, postfix, require_postfix, run, sbin, unique_temp_dir};
+use super::oauth::AuthServer;
+use super::postfix::{
+    describe, free_port, postfix, random_hex, require_postfix, run, sbin, unique_temp_dir,
+};
 
 /// A running test gateway; dropping it stops Postfix and Dovecot and removes its directory
 /// (kept, with both logs printed, when the test is failing or `MAILOPS_KEEP_TEST_DIRS` is
@@ -48,6 +54,9 @@ pub struct Gateway {
     pub username: String,
     /// Its password, new for every gateway.
     pub password: String,
+    /// The authorization server that issues the account's XOAUTH2 tokens and that Dovecot
+    /// asks about them.
+    pub oauth: AuthServer,
     /// PEM of the self-signed certificate every TLS listener presents (CN and DNS name
     /// `localhost`, IP 127.0.0.1, valid one day): the only root a client needs to trust.
     pub ca_cert: PathBuf,
@@ -64,7 +73,7 @@ pub struct Gateway {
 
 impl Gateway {
     /// Writes a certificate and both configurations into a new temporary directory, starts
-    /// Dovecot, then Postfix on four free ports, and returns once all four accept
+    /// the authorization server, Dovecot, then Postfix on four free ports, and returns once all four accept
     /// connections. Panics with the logs when something does not come up.
     pub fn start() -> Gateway {
         require_postfix();
@@ -74,14 +83,17 @@ impl Gateway {
         // Maildir and the password file through this directory, whatever the umask.
         set_mode(&dir, 0o755);
         let [submission, smtps, plain, open] = free_ports();
+        let username = "mailops@example.com".to_owned();
         let mut gateway = Gateway {
             config_dir: dir.join("postfix"),
             submission,
             smtps,
             plain,
             open,
-            username: "mailops@example.com".to_owned(),
-            password: random_password(),
+            // Hex: no `:` to break the password file.
+            password: random_hex(12),
+            oauth: AuthServer::start(&username),
+            username,
             ca_cert: dir.join("cert.pem"),
             mailbox: dir.join("mail/inbox"),
             maillog: dir.join("maillog"),
@@ -270,6 +282,21 @@ subjectKeyIdentifier = hash
         let group = id("-g", "dovecot");
         std::os::unix::fs::chown(&users, None, Some(group))
             .unwrap_or_else(|e| panic!("chown {}: {e}", users.display()));
+        // Dovecot 2.3's oauth2 passdb: no tokeninfo_url, so every token goes straight to
+        // introspection; the answer must name this user and say `"active": true`.
+        let oauth2 = dovecot.join("dovecot-oauth2.conf.ext");
+        write(
+            &oauth2,
+            &format!(
+                "introspection_mode = post\n\
+                 introspection_url = {}\n\
+                 username_attribute = username\n\
+                 active_attribute = active\n\
+                 active_value = true\n\
+                 timeout_msecs = 10000\n",
+                self.oauth.introspection_url()
+            ),
+        );
         write(
             &self.dovecot_config,
             &format!(
@@ -283,12 +310,19 @@ protocols =
 ssl = no
 # The plain listener takes PLAIN and LOGIN without TLS, as some gateways do.
 disable_plaintext_auth = no
-auth_mechanisms = plain login cram-md5
+auth_mechanisms = plain login cram-md5 xoauth2
 auth_verbose = yes
 # CRAM-MD5 needs the password itself (or its CRAM-MD5 hash) on the server.
 passdb {{
   driver = passwd-file
+  mechanisms = plain login cram-md5
   args = scheme=PLAIN username_format=%u {users}
+}}
+# XOAUTH2: the token is checked at the authorization server, never against the password.
+passdb {{
+  driver = oauth2
+  mechanisms = xoauth2
+  args = {oauth2}
 }}
 userdb {{
   driver = static
@@ -305,6 +339,7 @@ service auth {{
                 dovecot = dovecot.display(),
                 log = self.dovecot_log.display(),
                 users = users.display(),
+                oauth2 = oauth2.display(),
                 socket = self.sasl_socket().display(),
             ),
         );
@@ -589,17 +624,6 @@ fn id(flag: &str, name: &str) -> u32 {
         .trim()
         .parse()
         .unwrap_or_else(|_| panic!("id {flag} {name}: {}", describe(&out)))
-}
-
-/// 24 hex digits from the kernel's random source: no `:` to break the password file.
-fn random_password() -> String {
-    let mut bytes = [0u8; 12];
-    std::io::Read::read_exact(
-        &mut std::fs::File::open("/dev/urandom").expect("opening /dev/urandom"),
-        &mut bytes,
-    )
-    .expect("reading /dev/urandom");
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn set_mode(path: &Path, mode: u32) {

@@ -242,6 +242,15 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// `bytes` random bytes from the kernel's random source, in lower-case hex.
+pub fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut buf))
+        .expect("reading /dev/urandom");
+    buf.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// A new, empty directory under the system's temporary directory.
 pub fn unique_temp_dir(prefix: &str) -> PathBuf {
     static COUNTER: AtomicUsize = AtomicUsize::new(0);
