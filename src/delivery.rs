@@ -11,6 +11,7 @@ use crate::config::Outbound;
 use crate::events::evaluate::{self, Alert, Decision, Settings, Write};
 use crate::lmtp::{Backend, Envelope, Reply};
 use crate::message::Message;
+use crate::roundtrip;
 use crate::route::Route;
 use crate::state::{Current, State};
 use crate::store::{self, inbound};
@@ -41,6 +42,8 @@ struct Parsed<'a> {
     key: String,
     /// The recipients and policies it is delivered with.
     state: Arc<State>,
+    /// The round-trip probe it answers (its token is in it): then it is no alert.
+    probe: Option<i64>,
 }
 
 impl Delivery {
@@ -129,6 +132,34 @@ impl Delivery {
         Ok(Outcome::Stored(id, Some(outcome)))
     }
 
+    /// Stores a probe's reply and records its round trip in one transaction.
+    async fn store_probe_reply(
+        &self,
+        row: &inbound::Inbound<'_>,
+        probe_id: i64,
+    ) -> Result<Outcome, store::Error> {
+        let mut client = self.pool.get().await?;
+        let insert = inbound::prepare(&client).await?;
+        let tx = client.transaction().await?;
+        let Some(id) = inbound::insert(&*tx, &insert, row).await? else {
+            return Ok(Outcome::Duplicate);
+        };
+        let from = row
+            .message
+            .from_address
+            .as_deref()
+            .unwrap_or(&row.envelope.mail_from);
+        let hops = roundtrip::hops_json(&row.message.received);
+        let state = store::roundtrip::reply(&*tx, probe_id, from, &hops, id).await?;
+        tx.commit().await?;
+        tracing::info!(
+            probe = probe_id,
+            state = state.as_deref().unwrap_or("already answered or gone"),
+            "round-trip reply"
+        );
+        Ok(Outcome::Stored(id, None))
+    }
+
     /// Delivers to one recipient and says how it went, in a reply and one log line.
     async fn deliver_one(
         &self,
@@ -139,6 +170,7 @@ impl Delivery {
     ) -> Reply {
         let started = Instant::now();
         let route = match route {
+            Ok(Some(Route::Event)) if m.probe.is_some() => Route::ProbeReply,
             Ok(Some(route)) => route,
             // RCPT accepted it, so this only happens if the address went away meanwhile.
             Ok(None) => {
@@ -161,6 +193,10 @@ impl Delivery {
                 self.store_event(&row, &m.key, writes).await
             }
             Route::Ticket => self.store_ticket(&row, &m.state).await,
+            Route::ProbeReply => {
+                let probe = m.probe.expect("a probe reply has a probe");
+                self.store_probe_reply(&row, probe).await
+            }
         };
         let device = decision
             .filter(|_| route == Route::Event)
@@ -228,15 +264,19 @@ impl Backend for Delivery {
         } else {
             Message::parse(&raw)
         };
+        let probe = has(Route::Event)
+            .then(|| state.key.as_ref()?.find_in(&message, &raw))
+            .flatten();
         let m = Parsed {
             envelope,
             raw: &raw,
             message,
             key: inbound::message_key(envelope, &inbound::digest(&raw)),
             state: Arc::clone(&state),
+            probe,
         };
         // Decided once for all of the message's event recipients.
-        let decision = has(Route::Event).then(|| {
+        let decision = (has(Route::Event) && probe.is_none()).then(|| {
             let alert = Alert {
                 from: m
                     .message

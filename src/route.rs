@@ -11,6 +11,9 @@ pub enum Route {
     Event,
     /// A ticket policy's destination: the tickets pipeline.
     Ticket,
+    /// A mail to `notify@` carrying a round-trip probe's token: the probe's reply, never an
+    /// alert. Decided per message, never a recipient's route in `valid_recipients`.
+    ProbeReply,
 }
 
 impl Route {
@@ -19,6 +22,7 @@ impl Route {
         match self {
             Route::Event => "event",
             Route::Ticket => "ticket",
+            Route::ProbeReply => "probe_reply",
         }
     }
 }
@@ -35,6 +39,7 @@ impl FromStr for Route {
         match s {
             "event" => Ok(Route::Event),
             "ticket" => Ok(Route::Ticket),
+            "probe_reply" => Ok(Route::ProbeReply),
             other => Err(format!("unknown route {other:?}")),
         }
     }
@@ -125,7 +130,7 @@ mod tests {
 
     #[test]
     fn route_names_round_trip() {
-        for route in [Route::Event, Route::Ticket] {
+        for route in [Route::Event, Route::Ticket, Route::ProbeReply] {
             assert_eq!(route.to_string().parse::<Route>(), Ok(route));
         }
         assert_eq!(Route::Event.to_string(), "event");

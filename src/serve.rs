@@ -13,9 +13,9 @@ use crate::events::evaluate::Settings as EventSettings;
 use crate::events::expire;
 use crate::outbound::outbox;
 use crate::outbound::smtp::Settings;
-use crate::route;
 use crate::state::{self, Current};
 use crate::{lmtp, store};
+use crate::{roundtrip, route};
 
 /// Why `serve` could not run.
 #[derive(Debug, thiserror::Error)]
@@ -85,12 +85,23 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             return Ok(());
         }
     }
-    if let Some((o, settings)) = &outbound {
-        background.push(tokio::spawn(outbox::work(
-            pool.clone(),
-            Arc::clone(o),
-            Arc::clone(settings),
-        )));
+    match &outbound {
+        Some((o, settings)) => {
+            background.push(tokio::spawn(outbox::work(
+                pool.clone(),
+                Arc::clone(o),
+                Arc::clone(settings),
+            )));
+            background.push(tokio::spawn(roundtrip::schedule::run(
+                pool.clone(),
+                current.clone(),
+                Arc::clone(o),
+            )));
+        }
+        None if !current.get().roundtrips.is_empty() => {
+            tracing::warn!("round-trip policies need [outbound]: no probes are sent");
+        }
+        None => {}
     }
     let listener = lmtp::Listener::bind(&config.lmtp.listen, &config.lmtp.socket_group)
         .await

@@ -244,16 +244,18 @@ pub async fn send_one(
     };
     let attempts = row.get::<_, i32>("attempts") + 1;
     let sent = smtp::send(settings, row.get("sender"), to, row.get("message")).await;
+    // When the gateway took it, not when the transaction began.
+    let sent_at = SystemTime::now();
     match &sent {
         Ok(via) => {
-            // clock_timestamp(): when the gateway took it, not when the transaction began.
             tx.execute(
-                "UPDATE outbox SET state = 'sent', sent_at = clock_timestamp(), sent_via = $2,
+                "UPDATE outbox SET state = 'sent', sent_at = $4, sent_via = $2,
                      attempts = $3, last_error = NULL
                  WHERE id = $1",
-                &[&id, via, &attempts],
+                &[&id, via, &attempts, &sent_at],
             )
             .await?;
+            store::roundtrip::sent(&*tx, id, sent_at).await?;
             tracing::info!(outbox_id = id, to, attempts, via = %via, "sent");
         }
         Err(failure) => {
@@ -267,6 +269,9 @@ pub async fn send_one(
                 &[&id, &attempts, &failure.to_string(), &failed, &retry_s],
             )
             .await?;
+            if failed {
+                store::roundtrip::send_failed(&*tx, id).await?;
+            }
             tracing::warn!(outbox_id = id, to, attempts, failed, %failure, "not sent");
         }
     }
