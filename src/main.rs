@@ -37,7 +37,8 @@ enum Command {
         #[arg(long)]
         send_to: Option<String>,
     },
-    /// Devices, originator and event policies: apply a policy file, or export one.
+    /// Devices, originator and event policies, users, queues, ticket templates and ticket
+    /// policies: apply a policy file, or export one.
     Policy {
         #[command(subcommand)]
         command: PolicyCommand,
@@ -52,7 +53,7 @@ enum PolicyCommand {
     Apply {
         /// The policy file (TOML; see docs/policies.md).
         file: PathBuf,
-        /// Also delete the event policies, originators and devices FILE does not have.
+        /// Also delete the policies, devices, users, queues and templates FILE does not have.
         #[arg(long)]
         prune: bool,
         /// Check everything and report what would change, without writing it.
@@ -126,7 +127,7 @@ async fn policy(config: &Config, command: PolicyCommand) -> anyhow::Result<()> {
             let policies =
                 PolicyFile::parse(&text).map_err(|p| invalid(policy::Error::Invalid(p)))?;
             let options = policy::Options { prune, dry_run };
-            let summary = policy::apply(&database().await?, &policies, options)
+            let summary = policy::apply(&database().await?, &policies, &config.inbound, options)
                 .await
                 .map_err(invalid)?;
             print!("{summary}");

@@ -1,5 +1,6 @@
 //! `policy apply` and `policy export` against a real PostgreSQL: rows, idempotence (no writes,
-//! no NOTIFY), export round trips, --prune, every problem at once, device ids, concurrency.
+//! no NOTIFY), export round trips, --prune, every problem at once, device ids, ticket
+//! destinations, concurrency.
 
 mod common;
 
@@ -8,52 +9,29 @@ use std::time::Duration;
 
 use common::db::TestDb;
 use common::postfix::unique_temp_dir;
+use mailops::config::Inbound;
 use mailops::policy::{self, Counts, Options, PolicyFile, Summary};
 use tokio::sync::mpsc;
 use tokio_postgres::AsyncMessage;
 
-const FILE: &str = r#"
-[[device]]
-name = "nas1.example.com"
-id = 4242
-ip = "10.6.1.20"
-organization = "HQ"
+/// The sample shared with the unit tests: every kind of entry.
+const FILE: &str = include_str!("fixtures/policies.toml");
 
-[[device]]
-name = "backup-virtual"
+/// The `[inbound]` of the tests' config: mail is accepted at mon.example.com.
+fn inbound() -> Inbound {
+    Inbound {
+        authorized_domains: vec!["mon.example.com".into()],
+        notify_local_part: "notify".into(),
+        strip_fqdn: false,
+        alert_message: Default::default(),
+    }
+}
 
-[[originator]]
-address = "Veeam@Example.com"
-regex_type = "subject"
-pattern_type = "classic"
-pattern = "Backup job for"
-alignment = "default_if_unmatched"
-default_device = "backup-virtual"
-
-[[originator]]
-address = "*@ups.example.com"
-regex_type = "body"
-pattern_type = "advanced"
-pattern = 'UPS (\S+) is on battery'
-alignment = "discard"
-
-# `clears` names a policy defined further down.
-[[event_policy]]
-name = "Veeam job succeeded"
-severity = "healthy"
-message = "%S on %D"
-match_logic = "regex"
-first_match = "Success(ful)?"
-clears = "Veeam job failed"
-
-[[event_policy]]
-name = "Veeam job failed"
-severity = "major"
-match_logic = "text"
-first_match = "Failed"
-second_match = "error"
-expire_after_s = 86400
-"#;
+/// `FILE` without the entries holding any of these lines (each entry is a paragraph).
+fn sample_without(lines: &[&str]) -> String {
+    let drop = |entry: &&str| entry.lines().any(|l| lines.contains(&l));
+    FILE.split_inclusive("\n\n").filter(|e| !drop(e)).collect()
+}
 
 fn counts(created: usize, updated: usize, unchanged: usize, deleted: usize) -> Counts {
     Counts {
@@ -66,7 +44,7 @@ fn counts(created: usize, updated: usize, unchanged: usize, deleted: usize) -> C
 
 async fn apply_with(db: &TestDb, text: &str, options: Options) -> Result<Summary, policy::Error> {
     let file = PolicyFile::parse(text).map_err(policy::Error::Invalid)?;
-    policy::apply(&db.pool, &file, options).await
+    policy::apply(&db.pool, &file, &inbound(), options).await
 }
 
 async fn apply(db: &TestDb, text: &str) -> Summary {
@@ -83,17 +61,29 @@ async fn prune(db: &TestDb, text: &str) -> Result<Summary, policy::Error> {
     apply_with(db, text, options).await
 }
 
+/// The policy tables.
+const TABLES: [&str; 8] = [
+    "devices",
+    "originator_policies",
+    "event_policies",
+    "users",
+    "queues",
+    "queue_members",
+    "ticket_templates",
+    "ticket_policies",
+];
+
 /// Every row of the policy tables with its `xmin`, which any write (even of equal values)
 /// changes.
 async fn snapshot(db: &TestDb) -> String {
     let mut all = String::new();
-    for table in ["devices", "originator_policies", "event_policies"] {
+    for table in TABLES {
         let rows: String = db
             .client()
             .await
             .query_one(
                 &format!(
-                    "SELECT coalesce(string_agg(format('%s %s', t.xmin, t), E'\\n' ORDER BY t.id), '')
+                    "SELECT coalesce(string_agg(format('%s %s', t.xmin, t), E'\\n' ORDER BY t::text), '')
                      FROM {table} t"
                 ),
                 &[],
@@ -104,6 +94,29 @@ async fn snapshot(db: &TestDb) -> String {
         all += &format!("{table}:\n{rows}\n");
     }
     all
+}
+
+/// How many rows these tables hold together.
+async fn rows_in(db: &TestDb, tables: &[&str]) -> i64 {
+    let counts: Vec<String> = tables
+        .iter()
+        .map(|t| format!("(SELECT count(*) FROM {t})"))
+        .collect();
+    let sql = format!("SELECT {}", counts.join(" + "));
+    db.client().await.query_one(&sql, &[]).await.unwrap().get(0)
+}
+
+/// A summary with the same counts for every table.
+fn every_table(c: Counts) -> Summary {
+    Summary {
+        devices: c,
+        originators: c,
+        event_policies: c,
+        users: c,
+        queues: c,
+        ticket_templates: c,
+        ticket_policies: c,
+    }
 }
 
 /// A connection LISTENing on `mailops_policies`.
@@ -163,14 +176,16 @@ impl Listener {
 async fn apply_creates_the_rows_the_file_declares() {
     let db = TestDb::new().await;
     let summary = apply(&db, FILE).await;
-    assert_eq!(summary.devices, counts(2, 0, 0, 0));
-    assert_eq!(summary.originators, counts(2, 0, 0, 0));
-    assert_eq!(summary.event_policies, counts(2, 0, 0, 0));
+    assert_eq!(summary, every_table(counts(2, 0, 0, 0)));
     assert_eq!(
         summary.to_string(),
         "devices: 2 created, 0 updated, 0 unchanged, 0 deleted\n\
          originators: 2 created, 0 updated, 0 unchanged, 0 deleted\n\
-         event policies: 2 created, 0 updated, 0 unchanged, 0 deleted\n"
+         event policies: 2 created, 0 updated, 0 unchanged, 0 deleted\n\
+         users: 2 created, 0 updated, 0 unchanged, 0 deleted\n\
+         queues: 2 created, 0 updated, 0 unchanged, 0 deleted\n\
+         ticket templates: 2 created, 0 updated, 0 unchanged, 0 deleted\n\
+         ticket policies: 2 created, 0 updated, 0 unchanged, 0 deleted\n"
     );
 
     let c = db.client().await;
@@ -248,10 +263,80 @@ async fn apply_creates_the_rows_the_file_declares() {
         ]
     );
 
-    // What `serve` loads is what the file says.
+    let rows = |sql: &'static str| {
+        let c = &c;
+        async move {
+            c.query(sql, &[])
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.get::<_, String>(0))
+                .collect::<Vec<String>>()
+        }
+    };
+    assert_eq!(
+        rows("SELECT concat_ws(' | ', email, coalesce(name, '-')) FROM users ORDER BY id").await,
+        ["alice@example.com | Alice", "bob@example.com | -"]
+    );
+    assert_eq!(
+        rows(
+            "SELECT concat_ws(' | ', q.name, coalesce(string_agg(u.email, ', ' ORDER BY u.email), '-'))
+             FROM queues q LEFT JOIN queue_members m ON m.queue_id = q.id
+                  LEFT JOIN users u ON u.id = m.user_id
+             GROUP BY q.id ORDER BY q.id"
+        )
+        .await,
+        [
+            "Service Desk | alice@example.com, bob@example.com",
+            "Network | -"
+        ]
+    );
+    assert_eq!(
+        rows(
+            "SELECT concat_ws(' | ', t.name, coalesce(q.name, '-'), t.severity, t.status, t.description)
+             FROM ticket_templates t LEFT JOIN queues q ON q.id = t.queue_id ORDER BY t.id"
+        )
+        .await,
+        [
+            "Helpdesk default | Service Desk | minor | open | Email: %",
+            "Walk-in | - | notice | working | %"
+        ]
+    );
+    assert_eq!(
+        rows(
+            "SELECT concat_ws(' | ', p.name, p.destination, p.reply_address, t.name, p.access,
+                              p.msg_created, p.msg_updated, p.msg_failed, p.msg_not_registered,
+                              p.msg_not_in_queue)
+             FROM ticket_policies p JOIN ticket_templates t ON t.id = p.template_id
+             ORDER BY p.id"
+        )
+        .await,
+        [
+            "Helpdesk | help@mon.example.com | help@mon.example.com | Helpdesk default | queue | \
+             Ticket %t opened: %W | Ticket %t updated: %W | Your ticket could not be created. | \
+             Only registered users can open tickets here. | \
+             You are not allowed to open tickets in this queue.",
+            "Front desk | front@mon.example.com | front-desk@example.com | Walk-in | open | \
+             Ticket %t created: %W | Ticket %t updated: %W | Your ticket could not be created. | \
+             Only registered users can open tickets here. | \
+             You are not allowed to open tickets in this queue.",
+        ]
+    );
+    // Ticket destinations are valid recipients at once.
+    assert_eq!(
+        rows("SELECT address FROM valid_recipients WHERE route = 'ticket' ORDER BY address").await,
+        ["front@mon.example.com", "help@mon.example.com"]
+    );
+
+    // What `serve` loads is what the file says (a fresh database assigns the ids the offline
+    // model does).
     let model = policy::load(&db.pool).await.expect("load");
     let offline = PolicyFile::parse(FILE).unwrap().to_model().unwrap();
     assert_eq!(model.devices, offline.devices);
+    assert_eq!(model.users, offline.users);
+    assert_eq!(model.queues, offline.queues);
+    assert_eq!(model.templates, offline.templates);
+    assert_eq!(model.ticket_policies, offline.ticket_policies);
     assert_eq!(model.originators.len(), 2);
     assert_eq!(
         model.originators[0].default_device_id,
@@ -267,16 +352,25 @@ async fn applying_the_same_file_twice_writes_nothing_and_notifies_nobody() {
     let mut first = listener.since_last(&db).await;
     first.sort();
     first.dedup();
-    assert_eq!(first, ["devices", "event_policies", "originator_policies"]);
+    let mut tables = TABLES.to_vec();
+    tables.sort();
+    assert_eq!(first, tables);
 
     let before = snapshot(&db).await;
     let summary = apply(&db, FILE).await;
     assert!(!summary.changed(), "{summary}");
-    assert_eq!(summary.devices, counts(0, 0, 2, 0));
-    assert_eq!(summary.originators, counts(0, 0, 2, 0));
-    assert_eq!(summary.event_policies, counts(0, 0, 2, 0));
+    assert_eq!(summary, every_table(counts(0, 0, 2, 0)));
     assert_eq!(snapshot(&db).await, before);
     assert_eq!(listener.since_last(&db).await, Vec::<String>::new());
+
+    // One member fewer: only that membership is written.
+    let summary = apply(&db, &FILE.replace(", \"Bob@Example.com\"]", "]")).await;
+    assert_eq!(summary.queues, counts(0, 1, 1, 0));
+    assert_eq!(summary.users, counts(0, 0, 2, 0));
+    assert_eq!(listener.since_last(&db).await, ["queue_members"]);
+    let summary = apply(&db, FILE).await;
+    assert_eq!(summary.queues, counts(0, 1, 1, 0));
+    assert_eq!(listener.since_last(&db).await, ["queue_members"]);
 
     // One changed value: one row written, one notification for its table.
     let summary = apply(
@@ -305,6 +399,19 @@ async fn export_then_apply_changes_nothing() {
         exported.contains("address = \"veeam@example.com\""),
         "{exported}"
     );
+    // Queue members by their (folded) email; notices and defaults written out.
+    assert!(
+        exported.contains("members = [\"alice@example.com\", \"bob@example.com\"]"),
+        "{exported}"
+    );
+    assert!(
+        exported.contains("status = \"open\"\ndescription = \"Email: %\"\n"),
+        "{exported}"
+    );
+    assert!(
+        exported.contains("msg_not_in_queue = \"You are not allowed"),
+        "{exported}"
+    );
 
     let mut listener = Listener::new(&db).await;
     let before = snapshot(&db).await;
@@ -328,26 +435,15 @@ async fn export_then_apply_changes_nothing() {
 async fn prune_removes_what_the_file_lacks_but_not_a_device_still_in_use() {
     let db = TestDb::new().await;
     apply(&db, FILE).await;
-    let smaller = r#"
-[[device]]
-name = "backup-virtual"
-
-[[originator]]
-address = "veeam@example.com"
-regex_type = "subject"
-pattern_type = "classic"
-pattern = "Backup job for"
-alignment = "default_if_unmatched"
-default_device = "backup-virtual"
-
-[[event_policy]]
-name = "Veeam job failed"
-severity = "major"
-match_logic = "text"
-first_match = "Failed"
-second_match = "error"
-expire_after_s = 86400
-"#;
+    let smaller = &sample_without(&[
+        "name = \"nas1.example.com\"",
+        "address = \"*@ups.example.com\"",
+        "name = \"Veeam job succeeded\"",
+        "[[user]]",
+        "[[queue]]",
+        "[[ticket_template]]",
+        "[[ticket_policy]]",
+    ]);
     // Without --prune, what the file lacks stays.
     let summary = apply(&db, smaller).await;
     assert!(!summary.changed(), "{summary}");
@@ -366,15 +462,21 @@ expire_after_s = 86400
     assert_eq!(
         problems,
         [
-            r#"originator "veeam@example.com" (entry 1): default_device "nas1.example.com" is only in the database, and --prune deletes it (add the device to the file)"#
+            r#"originator "Veeam@Example.com" (entry 1): default_device "nas1.example.com" is only in the database, and --prune deletes it (add the device to the file)"#
         ]
     );
     assert_eq!(snapshot(&db).await, before);
 
     let summary = prune(&db, smaller).await.expect("prunes");
-    assert_eq!(summary.devices, counts(0, 0, 1, 1));
-    assert_eq!(summary.originators, counts(0, 0, 1, 1));
-    assert_eq!(summary.event_policies, counts(0, 0, 1, 1));
+    assert_eq!(
+        summary,
+        Summary {
+            devices: counts(0, 0, 1, 1),
+            originators: counts(0, 0, 1, 1),
+            event_policies: counts(0, 0, 1, 1),
+            ..every_table(counts(0, 0, 0, 2))
+        }
+    );
     let c = db.client().await;
     let names: Vec<String> = c
         .query("SELECT name FROM devices ORDER BY id", &[])
@@ -384,16 +486,100 @@ expire_after_s = 86400
         .map(|r| r.get(0))
         .collect();
     assert_eq!(names, ["backup-virtual"]);
-    let left: i64 = c
-        .query_one(
-            "SELECT (SELECT count(*) FROM originator_policies) * 10 + count(*) FROM event_policies",
+    assert_eq!(rows_in(&db, &["originator_policies"]).await, 1);
+    assert_eq!(rows_in(&db, &["event_policies"]).await, 1);
+    assert_eq!(rows_in(&db, &TABLES[3..]).await, 0, "no ticket rows left");
+    assert!(!prune(&db, smaller).await.unwrap().changed());
+}
+
+#[tokio::test]
+async fn ticket_entries_are_pruned_in_dependency_order_and_destinations_move() {
+    let db = TestDb::new().await;
+    apply(&db, FILE).await;
+    // User bob and the queue "Network" go; the two ticket policies swap destinations;
+    // "Walk-in" (in use by "Front desk") is replaced by a new template, and goes.
+    let text = sample_without(&["email = \"bob@example.com\"", "name = \"Network\""])
+        .replace(", \"Bob@Example.com\"]", "]")
+        .replace(
+            "name = \"Walk-in\"\nseverity = \"notice\"\nstatus = \"working\"",
+            "name = \"Front desk default\"\nseverity = \"notice\"",
+        )
+        .replace(
+            "template = \"Walk-in\"",
+            "template = \"Front desk default\"",
+        )
+        .replace("access = \"queue\"", "access = \"registered\"")
+        .replace("\"front@mon.example.com\"", "\"help@mon.example.com\"")
+        .replace("\"Help@Mon.Example.com\"", "\"front@mon.example.com\"");
+    let summary = prune(&db, &text).await.expect("prunes");
+    assert_eq!(summary.users, counts(0, 0, 1, 1));
+    assert_eq!(summary.queues, counts(0, 1, 0, 1));
+    assert_eq!(summary.ticket_templates, counts(1, 0, 1, 1));
+    assert_eq!(summary.ticket_policies, counts(0, 2, 0, 0));
+    let c = db.client().await;
+    let policies: Vec<(String, String, String)> = c
+        .query(
+            "SELECT p.name, p.destination, t.name FROM ticket_policies p
+             JOIN ticket_templates t ON t.id = p.template_id ORDER BY p.id",
             &[],
         )
         .await
         .unwrap()
-        .get(0);
-    assert_eq!(left, 11);
-    assert!(!prune(&db, smaller).await.unwrap().changed());
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(
+        policies,
+        [
+            (
+                "Helpdesk".into(),
+                "front@mon.example.com".into(),
+                "Helpdesk default".into()
+            ),
+            (
+                "Front desk".into(),
+                "help@mon.example.com".into(),
+                "Front desk default".into()
+            ),
+        ]
+    );
+    let before = snapshot(&db).await;
+    assert!(!prune(&db, &text).await.unwrap().changed());
+    assert_eq!(snapshot(&db).await, before);
+
+    // A ticket policy may take the destination of one --prune deletes, in the same apply.
+    let renamed = text.replace("name = \"Front desk\"", "name = \"Reception\"");
+    let summary = prune(&db, &renamed).await.expect("prunes");
+    assert_eq!(summary.ticket_policies, counts(1, 0, 1, 1));
+    // Without --prune, the destination is still taken: a problem, nothing written.
+    let before = snapshot(&db).await;
+    let err = apply_with(&db, &text, Options::default())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "1 problem, nothing was written:\n  \
+         ticket_policy \"Front desk\": destination: \"help@mon.example.com\" is the destination of ticket policy \"Reception\", which only the database has (give one of them another destination, or use --prune)"
+    );
+    assert_eq!(snapshot(&db).await, before);
+}
+
+#[tokio::test]
+async fn ticket_destinations_mail_cannot_reach_are_problems() {
+    let db = TestDb::new().await;
+    let text = FILE
+        .replace("\"Help@Mon.Example.com\"", "\"help@example.com\"")
+        .replace("\"front@mon.example.com\"", "\"NOTIFY@mon.example.com\"");
+    let err = apply_with(&db, &text, Options::default())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "2 problems, nothing was written:\n  \
+         ticket_policy \"Helpdesk\": destination: \"help@example.com\" is not at an authorized domain of the config ([inbound] authorized_domains: mon.example.com), so Postfix would refuse mail for it\n  \
+         ticket_policy \"Front desk\": destination: \"NOTIFY@mon.example.com\" is the config's events address (notify_local_part at an authorized domain)"
+    );
+    assert_eq!(snapshot(&db).await, snapshot(&TestDb::new().await).await);
 }
 
 #[tokio::test]
@@ -404,8 +590,8 @@ async fn a_bad_file_lists_every_problem_and_writes_nothing() {
     let mut listener = Listener::new(&db).await;
 
     // Problems in the file itself: all of them, each with its entry.
-    let bad =
-        FILE.replace(
+    let bad = FILE
+        .replace(
             "ip = \"10.6.1.20\"",
             "ip = \"10.6.1.300\"\ncolour = \"red\"",
         )
@@ -417,15 +603,18 @@ async fn a_bad_file_lists_every_problem_and_writes_nothing() {
         .replace(
             "alignment = \"default_if_unmatched\"",
             "alignment = \"override\"\nregex = 1",
-        ) + "\n[[user]]\naddress = \"ops@example.com\"\n";
+        )
+        .replace("access = \"open\"", "access = \"anyone\"")
+        + "\n[[roundtrip]]\nname = \"probe\"\n";
     let problems = PolicyFile::parse(&bad).unwrap_err();
     let want = [
-        "[[user]]: not supported yet by this version of mailops",
+        "[[roundtrip]]: not supported yet by this version of mailops",
         r#"device "nas1.example.com": ip: invalid IP address syntax"#,
         r#"device "nas1.example.com": colour: unknown key"#,
         r#"originator "Veeam@Example.com" (entry 1): regex: unknown key"#,
         r#"event_policy "Veeam job succeeded": first_match: invalid regex: regex parse error:"#,
         r#"event_policy "Veeam job failed": severity: unknown variant `fatal`"#,
+        r#"ticket_policy "Front desk": access: unknown variant `anyone`"#,
     ];
     assert_eq!(problems.len(), want.len(), "{problems:#?}");
     for (got, want) in problems.iter().zip(want) {
@@ -443,17 +632,19 @@ async fn a_bad_file_lists_every_problem_and_writes_nothing() {
             "clears = \"Veeam job failed\"",
             "clears = \"Veeam job broke\"",
         )
+        .replace("template = \"Walk-in\"", "template = \"Walk in\"")
         + "\n[[device]]\nname = \"spare\"\nid = 4242\n";
     let err = apply_with(&db, &clashing, Options::default())
         .await
         .unwrap_err();
     assert_eq!(
         err.to_string(),
-        "4 problems, nothing was written:\n  \
+        "5 problems, nothing was written:\n  \
          device \"nas1.example.com\": id: 4243 differs from the id this device has in the database, 4242; a device's id cannot change\n  \
          device \"spare\": id: 4242 is already the id of device \"nas1.example.com\" in the database\n  \
          originator \"Veeam@Example.com\" (entry 1): default_device \"backup\" is not a device in this file or the database\n  \
-         event_policy \"Veeam job succeeded\": clears \"Veeam job broke\" is not an event policy in this file or the database"
+         event_policy \"Veeam job succeeded\": clears \"Veeam job broke\" is not an event policy in this file or the database\n  \
+         ticket_policy \"Front desk\": template \"Walk in\" is not a ticket template in this file or the database"
     );
     assert_eq!(snapshot(&db).await, before);
     assert_eq!(listener.since_last(&db).await, Vec::<String>::new());
@@ -537,17 +728,7 @@ async fn concurrent_applies_serialize() {
     let (one, two) = (file(1), file(2));
     let (a, b) = tokio::join!(apply(&db, &one), apply(&db, &two));
     assert_eq!((a.devices.created, b.devices.created), (1, 1));
-    let c = db.client().await;
-    let count: i64 = c
-        .query_one(
-            "SELECT (SELECT count(*) FROM devices) + (SELECT count(*) FROM originator_policies)
-                    + (SELECT count(*) FROM event_policies)",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(count, 6);
+    assert_eq!(rows_in(&db, &TABLES[..3]).await, 6);
     // The same file at once: one creates, the other then finds everything in place.
     for round in 3..8 {
         let text = file(round);

@@ -7,6 +7,7 @@ use tokio_postgres::Transaction;
 
 use super::plan::{self, Existing, Op};
 use super::{Error, PolicyFile, Summary};
+use crate::config::Inbound;
 use crate::store;
 
 /// Key of the advisory lock that serialises applies ("policy" in ASCII); `migrate` uses another.
@@ -15,17 +16,24 @@ const LOCK_KEY: i64 = 0x0000_706f_6c69_6379;
 /// How to apply a file.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Options {
-    /// Also delete the event policies, originators and devices the file does not have.
+    /// Also delete the policies, devices, users, queues and templates the file does not have.
     pub prune: bool,
     /// Make the writes, then roll them back: checks everything, changes nothing.
     pub dry_run: bool,
 }
 
-/// Makes the database's devices, originator and event policies what `file` says, in one
-/// transaction, writing only rows that differ. Every problem (the file's own, and references or
-/// ids that clash with the database) is returned at once, and then nothing is written.
-pub async fn apply(pool: &Pool, file: &PolicyFile, options: Options) -> Result<Summary, Error> {
-    let problems = file.check();
+/// Makes the database's policies (devices, originator and event policies, users, queues, ticket
+/// templates and policies) what `file` says, in one transaction, writing only rows that differ.
+/// Every problem (the file's own, ticket policy destinations mail cannot reach under `inbound`,
+/// and references or ids that clash with the database) is returned at once, and then nothing is
+/// written.
+pub async fn apply(
+    pool: &Pool,
+    file: &PolicyFile,
+    inbound: &Inbound,
+    options: Options,
+) -> Result<Summary, Error> {
+    let problems = file.check_with_config(inbound);
     if !problems.is_empty() {
         return Err(Error::Invalid(problems));
     }
@@ -47,7 +55,7 @@ pub async fn apply(pool: &Pool, file: &PolicyFile, options: Options) -> Result<S
     Ok(plan.summary)
 }
 
-/// The three tables and the originators' positions, as this transaction sees them.
+/// The policy tables and the originators' positions, as this transaction sees them.
 async fn read(tx: &Transaction<'_>) -> Result<Existing, store::Error> {
     let model = store::policies::read(tx).await?;
     let positions = tx
@@ -67,6 +75,7 @@ async fn read(tx: &Transaction<'_>) -> Result<Existing, store::Error> {
 async fn write(tx: &Transaction<'_>, ops: &[Op]) -> Result<(), tokio_postgres::Error> {
     // Provisional (negative) ids of the rows inserted here, to the ids they got.
     let (mut devices, mut policies) = (HashMap::new(), HashMap::new());
+    let (mut users, mut queues, mut templates) = (HashMap::new(), HashMap::new(), HashMap::new());
     let real = |map: &HashMap<i64, i64>, id: i64| {
         if id < 0 {
             *map.get(&id)
@@ -207,17 +216,124 @@ async fn write(tx: &Transaction<'_>, ops: &[Op]) -> Result<(), tokio_postgres::E
                 )
                 .await?;
             }
-            Op::DeleteEventPolicies(ids) => {
-                tx.execute("DELETE FROM event_policies WHERE id = ANY($1)", &[ids])
-                    .await?;
+            Op::Delete(table, ids) => {
+                let sql = format!("DELETE FROM {} WHERE id = ANY($1)", table.name());
+                tx.execute(&sql, &[ids]).await?;
             }
-            Op::DeleteOriginators(ids) => {
-                tx.execute("DELETE FROM originator_policies WHERE id = ANY($1)", &[ids])
+            Op::InsertUser(u) => {
+                let row = tx
+                    .query_one(
+                        "INSERT INTO users (email, name) VALUES ($1, $2) RETURNING id",
+                        &[&u.email, &u.name],
+                    )
                     .await?;
+                users.insert(u.id, row.get(0));
             }
-            Op::DeleteDevices(ids) => {
-                tx.execute("DELETE FROM devices WHERE id = ANY($1)", &[ids])
+            Op::UpdateUser(u) => {
+                tx.execute(
+                    "UPDATE users SET name = $2 WHERE id = $1 AND name IS DISTINCT FROM $2::text",
+                    &[&u.id, &u.name],
+                )
+                .await?;
+            }
+            Op::InsertQueue(q) => {
+                let row = tx
+                    .query_one(
+                        "INSERT INTO queues (name) VALUES ($1) RETURNING id",
+                        &[&q.name],
+                    )
                     .await?;
+                queues.insert(q.id, row.get(0));
+            }
+            Op::AddMembers { queue_id, user_ids } => {
+                let user_ids: Vec<i64> = user_ids.iter().map(|u| real(&users, *u)).collect();
+                tx.execute(
+                    "INSERT INTO queue_members (queue_id, user_id)
+                     SELECT $1, unnest($2::bigint[]) ON CONFLICT DO NOTHING",
+                    &[&real(&queues, *queue_id), &user_ids],
+                )
+                .await?;
+            }
+            Op::RemoveMembers { queue_id, user_ids } => {
+                tx.execute(
+                    "DELETE FROM queue_members WHERE queue_id = $1 AND user_id = ANY($2)",
+                    &[queue_id, user_ids],
+                )
+                .await?;
+            }
+            Op::InsertTemplate(t) | Op::UpdateTemplate(t) => {
+                // Both by name (the key): one list of parameters serves both.
+                let sql = if matches!(op, Op::InsertTemplate(_)) {
+                    "INSERT INTO ticket_templates (name, queue_id, severity, status, description)
+                     VALUES ($1, $2, $3, $4, $5)
+                     RETURNING id"
+                } else {
+                    "UPDATE ticket_templates
+                     SET queue_id = $2, severity = $3, status = $4, description = $5
+                     WHERE name = $1
+                       AND (queue_id, severity, status, description)
+                           IS DISTINCT FROM ($2::bigint, $3::text, $4::text, $5::text)"
+                };
+                let rows = tx
+                    .query(
+                        sql,
+                        &[
+                            &t.name,
+                            &t.queue_id.map(|q| real(&queues, q)),
+                            &t.severity.as_str(),
+                            &t.status.as_str(),
+                            &t.description,
+                        ],
+                    )
+                    .await?;
+                if let Some(row) = rows.first() {
+                    templates.insert(t.id, row.get(0)); // only an insert returns a row
+                }
+            }
+            Op::FreeDestinations(ids) => {
+                // RFC 2606 §2: `.invalid` names no real host; ids keep the placeholders unique.
+                tx.execute(
+                    "UPDATE ticket_policies SET destination = id || '@moving.invalid'
+                     WHERE id = ANY($1)",
+                    &[ids],
+                )
+                .await?;
+            }
+            Op::InsertTicketPolicy(p) | Op::UpdateTicketPolicy(p) => {
+                // Both by name (the key): one list of parameters serves both.
+                let sql = if matches!(op, Op::InsertTicketPolicy(_)) {
+                    "INSERT INTO ticket_policies
+                         (name, destination, reply_address, template_id, access, msg_created,
+                          msg_updated, msg_failed, msg_not_registered, msg_not_in_queue)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+                } else {
+                    "UPDATE ticket_policies
+                     SET destination = $2, reply_address = $3, template_id = $4, access = $5,
+                         msg_created = $6, msg_updated = $7, msg_failed = $8,
+                         msg_not_registered = $9, msg_not_in_queue = $10
+                     WHERE name = $1
+                       AND (destination, reply_address, template_id, access, msg_created,
+                            msg_updated, msg_failed, msg_not_registered, msg_not_in_queue)
+                           IS DISTINCT FROM ($2::text, $3::text, $4::bigint, $5::text, $6::text,
+                                             $7::text, $8::text, $9::text, $10::text)"
+                };
+                let m = &p.messages;
+                tx.execute(
+                    sql,
+                    &[
+                        &p.name,
+                        &p.destination,
+                        &p.reply_address,
+                        &real(&templates, p.template_id),
+                        &p.access.as_str(),
+                        &m.created,
+                        &m.updated,
+                        &m.failed,
+                        &m.not_registered,
+                        &m.not_in_queue,
+                    ],
+                )
+                .await?;
             }
         }
     }

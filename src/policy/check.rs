@@ -3,37 +3,65 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::file::{DeviceEntry, EventPolicyEntry, OriginatorEntry, PolicyFile, DEFAULT_MESSAGE};
+use super::file::{Entries, PolicyFile, DEFAULT_MESSAGE};
 use crate::events::model::{
     compile_regex, Alignment, MatchLogic, PatternType, MAX_ADVANCED_PATTERN,
 };
 use crate::route::address_key;
 
-/// The three kinds of entry, in the order problems are listed.
+/// The kinds of entry, in the order problems are listed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(crate) enum Kind {
     Device,
     Originator,
     EventPolicy,
+    User,
+    Queue,
+    TicketTemplate,
+    TicketPolicy,
 }
 
 impl Kind {
+    /// Every kind, in file format order.
+    pub(crate) const ALL: [Kind; 7] = [
+        Kind::Device,
+        Kind::Originator,
+        Kind::EventPolicy,
+        Kind::User,
+        Kind::Queue,
+        Kind::TicketTemplate,
+        Kind::TicketPolicy,
+    ];
+
     /// The array's name in the file.
     pub(crate) fn key(self) -> &'static str {
         match self {
             Kind::Device => "device",
             Kind::Originator => "originator",
             Kind::EventPolicy => "event_policy",
+            Kind::User => "user",
+            Kind::Queue => "queue",
+            Kind::TicketTemplate => "ticket_template",
+            Kind::TicketPolicy => "ticket_policy",
+        }
+    }
+
+    /// The key entries of this kind are identified by.
+    pub(crate) fn key_field(self) -> &'static str {
+        match self {
+            Kind::Originator => "address",
+            Kind::User => "email",
+            _ => "name",
         }
     }
 
     /// How keys of this kind are compared: ASCII case folded for device names (as alerts are
-    /// matched to devices) and addresses, exactly for event policy names.
+    /// matched to devices) and addresses, exactly for the other names.
     fn fold(self, key: &str) -> String {
         match self {
             Kind::Device => key.to_ascii_lowercase(),
-            Kind::Originator => address_key(key),
-            Kind::EventPolicy => key.to_owned(),
+            Kind::Originator | Kind::User => address_key(key),
+            _ => key.to_owned(),
         }
     }
 }
@@ -114,21 +142,23 @@ impl Labels {
 
     /// Labels for a file's entries.
     pub(crate) fn of(file: &PolicyFile) -> Labels {
+        fn keys<T>(entries: &[T], key: impl Fn(&T) -> &str) -> Vec<Option<&str>> {
+            entries.iter().map(|e| Some(key(e))).collect()
+        }
         let mut labels = Labels::default();
-        let keys: Vec<_> = file.devices.iter().map(|d| Some(d.name.as_str())).collect();
-        labels.add(Kind::Device, &keys);
-        let keys: Vec<_> = file
-            .originators
-            .iter()
-            .map(|o| Some(o.address.as_str()))
-            .collect();
-        labels.add(Kind::Originator, &keys);
-        let keys: Vec<_> = file
-            .event_policies
-            .iter()
-            .map(|p| Some(p.name.as_str()))
-            .collect();
-        labels.add(Kind::EventPolicy, &keys);
+        labels.add(Kind::Device, &keys(&file.devices, |e| &e.name));
+        labels.add(Kind::Originator, &keys(&file.originators, |e| &e.address));
+        labels.add(Kind::EventPolicy, &keys(&file.event_policies, |e| &e.name));
+        labels.add(Kind::User, &keys(&file.users, |e| &e.email));
+        labels.add(Kind::Queue, &keys(&file.queues, |e| &e.name));
+        labels.add(
+            Kind::TicketTemplate,
+            &keys(&file.ticket_templates, |e| &e.name),
+        );
+        labels.add(
+            Kind::TicketPolicy,
+            &keys(&file.ticket_policies, |e| &e.name),
+        );
         labels
     }
 
@@ -140,21 +170,13 @@ impl Labels {
     }
 }
 
-/// The value checks, on entries tagged with their index in the file.
-pub(crate) fn check(
-    devices: &[(usize, DeviceEntry)],
-    originators: &[(usize, OriginatorEntry)],
-    event_policies: &[(usize, EventPolicyEntry)],
-    problems: &mut Problems,
-) {
+/// The value checks of devices, originators and event policies.
+pub(crate) fn check(entries: &Entries, problems: &mut Problems) {
     let mut names = Seen::new(Kind::Device);
     let mut ids: HashMap<i64, usize> = HashMap::new();
-    for (i, d) in devices {
+    for (i, d) in &entries.devices {
         let mut at = |text: String| problems.entry(Kind::Device, *i, text);
-        match key_text(&d.name) {
-            Err(why) => at(format!("name: {why}")),
-            Ok(()) => names.check(&d.name, *i, "name", &mut at),
-        }
+        unique_name(&d.name, &mut names, *i, &mut at);
         if let Some(id) = d.id {
             if id < 1 {
                 at(format!("id: {id} is not a positive integer"));
@@ -170,7 +192,7 @@ pub(crate) fn check(
     }
 
     let mut addresses = Seen::new(Kind::Originator);
-    for (i, o) in originators {
+    for (i, o) in &entries.originators {
         let mut at = |text: String| problems.entry(Kind::Originator, *i, text);
         match check_address(&o.address) {
             Err(why) => at(format!("address: {why}")),
@@ -196,12 +218,9 @@ pub(crate) fn check(
     }
 
     let mut names = Seen::new(Kind::EventPolicy);
-    for (i, p) in event_policies {
+    for (i, p) in &entries.event_policies {
         let mut at = |text: String| problems.entry(Kind::EventPolicy, *i, text);
-        match key_text(&p.name) {
-            Err(why) => at(format!("name: {why}")),
-            Ok(()) => names.check(&p.name, *i, "name", &mut at),
-        }
+        unique_name(&p.name, &mut names, *i, &mut at);
         if p.message.is_empty() {
             at(format!(
                 "message: must not be empty (leave it out for {DEFAULT_MESSAGE:?})"
@@ -235,28 +254,50 @@ pub(crate) fn check(
     }
 }
 
-/// Keys already seen in one array, to report duplicates.
-struct Seen {
+/// Values of one key already seen in one array, to report duplicates.
+pub(super) struct Seen {
     kind: Kind,
+    /// Whether the values are addresses (else they are the kind's keys).
+    addresses: bool,
     first: HashMap<String, usize>,
 }
 
 impl Seen {
-    fn new(kind: Kind) -> Seen {
+    /// For the keys entries of `kind` are identified by.
+    pub(super) fn new(kind: Kind) -> Seen {
         Seen {
             kind,
+            addresses: matches!(kind, Kind::Originator | Kind::User),
             first: HashMap::new(),
         }
     }
 
-    fn check(&mut self, key: &str, index: usize, field: &str, at: &mut impl FnMut(String)) {
-        let folded = self.kind.fold(key);
+    /// For another key of `kind` that holds addresses and must be unique.
+    pub(super) fn addresses(kind: Kind) -> Seen {
+        Seen {
+            addresses: true,
+            ..Seen::new(kind)
+        }
+    }
+
+    pub(super) fn check(
+        &mut self,
+        key: &str,
+        index: usize,
+        field: &str,
+        at: &mut impl FnMut(String),
+    ) {
+        let folded = if self.addresses {
+            address_key(key)
+        } else {
+            self.kind.fold(key)
+        };
         match self.first.get(&folded) {
             Some(first) => {
                 let how = match self.kind {
+                    _ if self.addresses => " (addresses are compared ignoring case)",
                     Kind::Device => " (device names are compared ignoring case)",
-                    Kind::Originator => " (addresses are compared ignoring case)",
-                    Kind::EventPolicy => "",
+                    _ => "",
                 };
                 at(format!(
                     "{field}: duplicate of {} entry {}{how}",
@@ -268,6 +309,14 @@ impl Seen {
                 self.first.insert(folded, index);
             }
         }
+    }
+}
+
+/// An entry's `name`: as [`key_text`], and not one an earlier entry has.
+pub(super) fn unique_name(name: &str, seen: &mut Seen, index: usize, at: &mut impl FnMut(String)) {
+    match key_text(name) {
+        Err(why) => at(format!("name: {why}")),
+        Ok(()) => seen.check(name, index, "name", at),
     }
 }
 
@@ -283,7 +332,7 @@ fn key_text(text: &str) -> Result<(), &'static str> {
 }
 
 /// An optional text that, when given, is not empty.
-fn optional_text(value: &Option<String>, field: &str, at: &mut impl FnMut(String)) {
+pub(super) fn optional_text(value: &Option<String>, field: &str, at: &mut impl FnMut(String)) {
     if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
         at(format!(
             "{field}: must not be empty (leave the key out instead)"
@@ -299,6 +348,24 @@ fn indent(message: &str) -> String {
 /// An email address (`local@domain`, RFC 5322 dot-atoms, UTF-8 allowed as in RFC 6531) or
 /// `*@domain` for every sender at that domain.
 pub(super) fn check_address(address: &str) -> Result<(), String> {
+    if address_syntax(address, true) {
+        Ok(())
+    } else {
+        Err(format!("{address:?} is not an email address or *@domain"))
+    }
+}
+
+/// An email address (`local@domain`), as [`check_address`] but without `*@domain`.
+pub(super) fn check_mailbox(address: &str) -> Result<(), String> {
+    if address_syntax(address, false) {
+        Ok(())
+    } else {
+        Err(format!("{address:?} is not an email address"))
+    }
+}
+
+/// Whether `address` is `local@domain`, or (when `wildcard`) `*@domain`.
+fn address_syntax(address: &str, wildcard: bool) -> bool {
     const SPECIALS: &[char] = &[
         '!', '#', '$', '%', '&', '\'', '*', '+', '-', '/', '=', '?', '^', '_', '`', '{', '|', '}',
         '~',
@@ -308,19 +375,19 @@ pub(super) fn check_address(address: &str) -> Result<(), String> {
             && a.chars()
                 .all(|c| c.is_ascii_alphanumeric() || !c.is_ascii() || extra.contains(&c))
     };
-    let bad = || Err(format!("{address:?} is not an email address or *@domain"));
     let Some((local, domain)) = address.rsplit_once('@') else {
-        return bad();
+        return false;
     };
-    let local_ok = local == "*" || local.split('.').all(|a| atom(a, SPECIALS));
+    // `*` is an atom character too: alone it is the wildcard, not a mailbox.
+    let local_ok = if local == "*" {
+        wildcard
+    } else {
+        local.split('.').all(|a| atom(a, SPECIALS))
+    };
     let domain_ok = domain
         .split('.')
         .all(|l| atom(l, &['-', '_']) && !l.starts_with('-') && !l.ends_with('-'));
-    if local_ok && domain_ok {
-        Ok(())
-    } else {
-        bad()
-    }
+    local_ok && domain_ok
 }
 
 /// A message template uses only `%M`, `%S`, `%D`, `%A` and `%%`.

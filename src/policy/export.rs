@@ -4,7 +4,10 @@ use std::collections::HashMap;
 
 use deadpool_postgres::Pool;
 
-use super::file::{DeviceEntry, EventPolicyEntry, OriginatorEntry};
+use super::file::{
+    DeviceEntry, EventPolicyEntry, OriginatorEntry, QueueEntry, TicketPolicyEntry,
+    TicketTemplateEntry, UserEntry,
+};
 use super::{load, Model, PolicyFile};
 use crate::store;
 
@@ -21,20 +24,18 @@ pub async fn export(pool: &Pool) -> Result<String, store::Error> {
 }
 
 impl PolicyFile {
-    /// The file that declares `model`, entries in the model's order (devices and event
-    /// policies by id, originators in the order they are tried), every device's id pinned,
-    /// references by name, optional keys left out when unset.
+    /// The file that declares `model`, entries in the model's order (originators in the order
+    /// they are tried, the others by id), every device's id pinned, references by name (queue
+    /// members by email), optional keys left out when unset.
     pub fn from_model(model: &Model) -> PolicyFile {
-        let devices: HashMap<i64, &str> = model
-            .devices
-            .iter()
-            .map(|d| (d.id, d.name.as_str()))
-            .collect();
-        let policies: HashMap<i64, &str> = model
-            .event_policies
-            .iter()
-            .map(|p| (p.id, p.name.as_str()))
-            .collect();
+        fn names<T>(rows: &[T], id_name: impl Fn(&T) -> (i64, &str)) -> HashMap<i64, &str> {
+            rows.iter().map(id_name).collect()
+        }
+        let devices = names(&model.devices, |d| (d.id, &d.name));
+        let policies = names(&model.event_policies, |p| (p.id, &p.name));
+        let users = names(&model.users, |u| (u.id, &u.email));
+        let queues = names(&model.queues, |q| (q.id, &q.name));
+        let templates = names(&model.templates, |t| (t.id, &t.name));
         // The foreign keys guarantee the names exist; were one missing, the reference would be
         // left out, and applying the export would report it rather than guess.
         let name = |names: &HashMap<i64, &str>, id: Option<i64>| {
@@ -75,6 +76,54 @@ impl PolicyFile {
                     second_match: p.second_match.clone(),
                     clears: name(&policies, p.clears_id),
                     expire_after_s: p.expire_after_s,
+                })
+                .collect(),
+            users: model
+                .users
+                .iter()
+                .map(|u| UserEntry {
+                    email: u.email.clone(),
+                    name: u.name.clone(),
+                })
+                .collect(),
+            queues: model
+                .queues
+                .iter()
+                .map(|q| QueueEntry {
+                    name: q.name.clone(),
+                    members: q
+                        .member_ids
+                        .iter()
+                        .filter_map(|id| name(&users, Some(*id)))
+                        .collect(),
+                })
+                .collect(),
+            ticket_templates: model
+                .templates
+                .iter()
+                .map(|t| TicketTemplateEntry {
+                    name: t.name.clone(),
+                    queue: name(&queues, t.queue_id),
+                    severity: t.severity,
+                    status: t.status,
+                    description: t.description.clone(),
+                })
+                .collect(),
+            ticket_policies: model
+                .ticket_policies
+                .iter()
+                .map(|p| TicketPolicyEntry {
+                    name: p.name.clone(),
+                    destination: p.destination.clone(),
+                    reply_address: p.reply_address.clone(),
+                    // Not found, it is left empty: applying the export reports it.
+                    template: name(&templates, Some(p.template_id)).unwrap_or_default(),
+                    access: p.access,
+                    msg_created: p.messages.created.clone(),
+                    msg_updated: p.messages.updated.clone(),
+                    msg_failed: p.messages.failed.clone(),
+                    msg_not_registered: p.messages.not_registered.clone(),
+                    msg_not_in_queue: p.messages.not_in_queue.clone(),
                 })
                 .collect(),
         }

@@ -7,11 +7,15 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::check::{check, Kind, Labels, Problems};
+use super::ticket_checks::{check_destinations, check_tickets};
+use crate::config::Inbound;
 use crate::events::model::{Alignment, MatchLogic, PatternType, RegexType, Severity};
 #[cfg(doc)]
 use crate::route::address_key;
+use crate::tickets::model::{Access, Status};
 
-/// A policy file: its `[[device]]`, `[[originator]]` and `[[event_policy]]` arrays, in file order.
+/// A policy file: its arrays (`[[device]]`, `[[originator]]`, `[[event_policy]]`, `[[user]]`,
+/// `[[queue]]`, `[[ticket_template]]`, `[[ticket_policy]]`), each in file order.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct PolicyFile {
     /// `[[device]]`
@@ -23,6 +27,18 @@ pub struct PolicyFile {
     /// `[[event_policy]]`
     #[serde(rename = "event_policy", skip_serializing_if = "Vec::is_empty")]
     pub event_policies: Vec<EventPolicyEntry>,
+    /// `[[user]]`
+    #[serde(rename = "user", skip_serializing_if = "Vec::is_empty")]
+    pub users: Vec<UserEntry>,
+    /// `[[queue]]`
+    #[serde(rename = "queue", skip_serializing_if = "Vec::is_empty")]
+    pub queues: Vec<QueueEntry>,
+    /// `[[ticket_template]]`
+    #[serde(rename = "ticket_template", skip_serializing_if = "Vec::is_empty")]
+    pub ticket_templates: Vec<TicketTemplateEntry>,
+    /// `[[ticket_policy]]`
+    #[serde(rename = "ticket_policy", skip_serializing_if = "Vec::is_empty")]
+    pub ticket_policies: Vec<TicketPolicyEntry>,
 }
 
 /// One `[[device]]`, keyed by `name`.
@@ -91,14 +107,135 @@ fn default_message() -> String {
     DEFAULT_MESSAGE.to_owned()
 }
 
-/// Arrays the design reserves for later features: named as "not supported yet", not "unknown".
-const NOT_YET: &[&str] = &[
-    "user",
-    "queue",
-    "ticket_template",
-    "ticket_policy",
-    "roundtrip",
+/// One `[[user]]`, keyed by `email` (compared with [`address_key`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserEntry {
+    /// Their address.
+    pub email: String,
+    /// Their display name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// One `[[queue]]`, keyed by `name`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueEntry {
+    /// Unique name.
+    pub name: String,
+    /// The `email` of each member, a user in the file or the database.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<String>,
+}
+
+/// One `[[ticket_template]]`, keyed by `name`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TicketTemplateEntry {
+    /// Unique name.
+    pub name: String,
+    /// The name of the queue its tickets go to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queue: Option<String>,
+    /// A new ticket's severity.
+    pub severity: Severity,
+    /// A new ticket's status; `open` when absent.
+    #[serde(default = "default_status")]
+    pub status: Status,
+    /// A new ticket's description, `%` replaced by the subject; `"%"` when absent.
+    #[serde(default = "default_description")]
+    pub description: String,
+}
+
+/// One `[[ticket_policy]]`, keyed by `name`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TicketPolicyEntry {
+    /// Unique name.
+    pub name: String,
+    /// The address mail opens tickets at (unique, compared with [`address_key`]).
+    pub destination: String,
+    /// The address notices come from.
+    pub reply_address: String,
+    /// The name of the ticket template new tickets start as.
+    pub template: String,
+    /// Who may open tickets.
+    pub access: Access,
+    /// Notice: a ticket was opened.
+    #[serde(default = "default_msg_created")]
+    pub msg_created: String,
+    /// Notice: a note was added.
+    #[serde(default = "default_msg_updated")]
+    pub msg_updated: String,
+    /// Notice: the ticket could not be opened.
+    #[serde(default = "default_msg_failed")]
+    pub msg_failed: String,
+    /// Notice: the sender is not a user (access `registered`).
+    #[serde(default = "default_msg_not_registered")]
+    pub msg_not_registered: String,
+    /// Notice: the sender is not in the template's queue (access `queue`).
+    #[serde(default = "default_msg_not_in_queue")]
+    pub msg_not_in_queue: String,
+}
+
+/// The description a ticket template gets when it names none: the subject.
+pub const DEFAULT_DESCRIPTION: &str = "%";
+
+/// The five notices a ticket policy gets for the `msg_*` keys it leaves out, by key.
+pub const DEFAULT_NOTICES: [(&str, &str); 5] = [
+    ("msg_created", "Ticket %t created: %W"),
+    ("msg_updated", "Ticket %t updated: %W"),
+    ("msg_failed", "Your ticket could not be created."),
+    (
+        "msg_not_registered",
+        "Only registered users can open tickets here.",
+    ),
+    (
+        "msg_not_in_queue",
+        "You are not allowed to open tickets in this queue.",
+    ),
 ];
+
+fn default_status() -> Status {
+    Status::Open
+}
+
+fn default_description() -> String {
+    DEFAULT_DESCRIPTION.to_owned()
+}
+
+fn default_msg_created() -> String {
+    DEFAULT_NOTICES[0].1.to_owned()
+}
+
+fn default_msg_updated() -> String {
+    DEFAULT_NOTICES[1].1.to_owned()
+}
+
+fn default_msg_failed() -> String {
+    DEFAULT_NOTICES[2].1.to_owned()
+}
+
+fn default_msg_not_registered() -> String {
+    DEFAULT_NOTICES[3].1.to_owned()
+}
+
+fn default_msg_not_in_queue() -> String {
+    DEFAULT_NOTICES[4].1.to_owned()
+}
+
+impl TicketPolicyEntry {
+    /// The five notices with their keys, in [`DEFAULT_NOTICES`] order.
+    pub(crate) fn notices(&self) -> [(&'static str, &str); 5] {
+        [
+            (DEFAULT_NOTICES[0].0, &self.msg_created),
+            (DEFAULT_NOTICES[1].0, &self.msg_updated),
+            (DEFAULT_NOTICES[2].0, &self.msg_failed),
+            (DEFAULT_NOTICES[3].0, &self.msg_not_registered),
+            (DEFAULT_NOTICES[4].0, &self.msg_not_in_queue),
+        ]
+    }
+}
+
+/// Arrays the design reserves for later features: named as "not supported yet", not "unknown".
+const NOT_YET: &[&str] = &["roundtrip"];
 
 impl PolicyFile {
     /// Parses and checks policy file text; on failure, every problem found, each naming its entry.
@@ -110,54 +247,62 @@ impl PolicyFile {
             .map_err(|e: toml::de::Error| vec![e.to_string().trim_end().to_owned()])?;
         let mut problems = Problems::default();
         let mut labels = Labels::default();
-        let devices =
-            array::<DeviceEntry>(&mut table, Kind::Device, "name", &mut problems, &mut labels);
-        let originators = array::<OriginatorEntry>(
-            &mut table,
-            Kind::Originator,
-            "address",
-            &mut problems,
-            &mut labels,
-        );
-        let event_policies = array::<EventPolicyEntry>(
-            &mut table,
-            Kind::EventPolicy,
-            "name",
-            &mut problems,
-            &mut labels,
-        );
+        let p = &mut problems;
+        let l = &mut labels;
+        let entries = Entries {
+            devices: array(&mut table, p, l),
+            originators: array(&mut table, p, l),
+            event_policies: array(&mut table, p, l),
+            users: array(&mut table, p, l),
+            queues: array(&mut table, p, l),
+            ticket_templates: array(&mut table, p, l),
+            ticket_policies: array(&mut table, p, l),
+        };
         for (key, value) in &table {
             if NOT_YET.contains(&key.as_str()) {
                 problems.file(format!(
                     "[[{key}]]: not supported yet by this version of mailops"
                 ));
             } else if value.is_array() {
-                problems.file(format!("[[{key}]]: unknown array (expected [[device]], [[originator]] or [[event_policy]])"));
+                let known: Vec<String> = Kind::ALL
+                    .iter()
+                    .map(|k| format!("[[{}]]", k.key()))
+                    .collect();
+                problems.file(format!(
+                    "[[{key}]]: unknown array (expected {})",
+                    known.join(", ")
+                ));
             } else {
                 problems.file(format!("{key}: unknown key"));
             }
         }
-        check(&devices, &originators, &event_policies, &mut problems);
+        entries.check(&mut problems);
         if !problems.is_empty() {
             return Err(problems.finish(&labels));
         }
-        Ok(PolicyFile {
-            devices: only(devices),
-            originators: only(originators),
-            event_policies: only(event_policies),
-        })
+        Ok(entries.into_file())
     }
 
     /// Every problem [`PolicyFile::parse`] would find in this file's values (for files built in
     /// code); empty when it is valid.
     pub fn check(&self) -> Vec<String> {
+        self.problems(None)
+    }
+
+    /// Every problem [`PolicyFile::check`] finds, and the ticket policy destinations that a
+    /// mailops run with `inbound` cannot receive mail for: outside its authorized domains, or
+    /// one of the addresses the config itself routes (`notify@…`).
+    pub fn check_with_config(&self, inbound: &Inbound) -> Vec<String> {
+        self.problems(Some(inbound))
+    }
+
+    fn problems(&self, inbound: Option<&Inbound>) -> Vec<String> {
         let mut problems = Problems::default();
-        check(
-            &indexed(&self.devices),
-            &indexed(&self.originators),
-            &indexed(&self.event_policies),
-            &mut problems,
-        );
+        let entries = Entries::of(self);
+        entries.check(&mut problems);
+        if let Some(inbound) = inbound {
+            check_destinations(&entries.ticket_policies, inbound, &mut problems);
+        }
         problems.finish(&Labels::of(self))
     }
 
@@ -167,25 +312,65 @@ impl PolicyFile {
     }
 }
 
-/// Entries without their index.
-fn only<T>(entries: Vec<(usize, T)>) -> Vec<T> {
-    entries.into_iter().map(|(_, e)| e).collect()
+/// A file's entries, each tagged with its index among the entries of its kind (entries that
+/// could not be read are missing, so the index is not the position in the vector).
+#[derive(Debug, Default)]
+pub(crate) struct Entries {
+    pub devices: Vec<(usize, DeviceEntry)>,
+    pub originators: Vec<(usize, OriginatorEntry)>,
+    pub event_policies: Vec<(usize, EventPolicyEntry)>,
+    pub users: Vec<(usize, UserEntry)>,
+    pub queues: Vec<(usize, QueueEntry)>,
+    pub ticket_templates: Vec<(usize, TicketTemplateEntry)>,
+    pub ticket_policies: Vec<(usize, TicketPolicyEntry)>,
 }
 
-/// Entries tagged with their index.
-fn indexed<T: Clone>(entries: &[T]) -> Vec<(usize, T)> {
-    entries.iter().cloned().enumerate().collect()
+impl Entries {
+    fn of(file: &PolicyFile) -> Entries {
+        fn indexed<T: Clone>(entries: &[T]) -> Vec<(usize, T)> {
+            entries.iter().cloned().enumerate().collect()
+        }
+        Entries {
+            devices: indexed(&file.devices),
+            originators: indexed(&file.originators),
+            event_policies: indexed(&file.event_policies),
+            users: indexed(&file.users),
+            queues: indexed(&file.queues),
+            ticket_templates: indexed(&file.ticket_templates),
+            ticket_policies: indexed(&file.ticket_policies),
+        }
+    }
+
+    fn into_file(self) -> PolicyFile {
+        fn only<T>(entries: Vec<(usize, T)>) -> Vec<T> {
+            entries.into_iter().map(|(_, e)| e).collect()
+        }
+        PolicyFile {
+            devices: only(self.devices),
+            originators: only(self.originators),
+            event_policies: only(self.event_policies),
+            users: only(self.users),
+            queues: only(self.queues),
+            ticket_templates: only(self.ticket_templates),
+            ticket_policies: only(self.ticket_policies),
+        }
+    }
+
+    /// The checks of the values that need nothing but the file.
+    fn check(&self, problems: &mut Problems) {
+        check(self, problems);
+        check_tickets(self, problems);
+    }
 }
 
 /// Takes the array `kind` out of `table` and deserializes each entry on its own, so that one
 /// bad entry does not hide the problems of the others.
 fn array<T: Entry>(
     table: &mut toml::Table,
-    kind: Kind,
-    key_field: &str,
     problems: &mut Problems,
     labels: &mut Labels,
 ) -> Vec<(usize, T)> {
+    let kind = T::KIND;
     let values = match table.remove(kind.key()) {
         None => return Vec::new(),
         Some(toml::Value::Array(values)) => values,
@@ -199,28 +384,32 @@ fn array<T: Entry>(
     };
     let keys: Vec<Option<&str>> = values
         .iter()
-        .map(|v| v.get(key_field).and_then(toml::Value::as_str))
+        .map(|v| v.get(kind.key_field()).and_then(toml::Value::as_str))
         .collect();
     labels.add(kind, &keys);
     values
         .iter()
         .enumerate()
-        .filter_map(|(index, value)| Some((index, entry(value, kind, index, problems)?)))
+        .filter_map(|(index, value)| Some((index, entry(value, index, problems)?)))
         .collect()
 }
 
 /// An entry type: for each required key, a stand-in value that deserializes and raises no
 /// problem in the checks of other keys, so the rest of a broken entry can still be checked.
 pub(crate) trait Entry: DeserializeOwned {
+    /// Which array it is in.
+    const KIND: Kind;
     /// (key, stand-in) for every required key.
     const STAND_INS: &'static [(&'static str, &'static str)];
 }
 
 impl Entry for DeviceEntry {
+    const KIND: Kind = Kind::Device;
     const STAND_INS: &'static [(&'static str, &'static str)] = &[("name", "")];
 }
 
 impl Entry for OriginatorEntry {
+    const KIND: Kind = Kind::Originator;
     const STAND_INS: &'static [(&'static str, &'static str)] = &[
         ("address", ""),
         ("regex_type", "subject"),
@@ -231,6 +420,7 @@ impl Entry for OriginatorEntry {
 }
 
 impl Entry for EventPolicyEntry {
+    const KIND: Kind = Kind::EventPolicy;
     const STAND_INS: &'static [(&'static str, &'static str)] = &[
         ("name", ""),
         ("severity", "notice"),
@@ -239,16 +429,39 @@ impl Entry for EventPolicyEntry {
     ];
 }
 
+impl Entry for UserEntry {
+    const KIND: Kind = Kind::User;
+    const STAND_INS: &'static [(&'static str, &'static str)] = &[("email", "")];
+}
+
+impl Entry for QueueEntry {
+    const KIND: Kind = Kind::Queue;
+    const STAND_INS: &'static [(&'static str, &'static str)] = &[("name", "")];
+}
+
+impl Entry for TicketTemplateEntry {
+    const KIND: Kind = Kind::TicketTemplate;
+    const STAND_INS: &'static [(&'static str, &'static str)] =
+        &[("name", ""), ("severity", "notice")];
+}
+
+impl Entry for TicketPolicyEntry {
+    const KIND: Kind = Kind::TicketPolicy;
+    const STAND_INS: &'static [(&'static str, &'static str)] = &[
+        ("name", ""),
+        ("destination", ""),
+        ("reply_address", ""),
+        ("template", ""),
+        ("access", "open"),
+    ];
+}
+
 /// Deserializes one entry, reporting every unknown key, every missing key and every value of
 /// the wrong type or spelling: each bad or missing key is reported, replaced by its stand-in
 /// (or removed when optional), and the entry deserialized again; further problems with that
 /// key are then not reported.
-fn entry<T: Entry>(
-    value: &toml::Value,
-    kind: Kind,
-    index: usize,
-    problems: &mut Problems,
-) -> Option<T> {
+fn entry<T: Entry>(value: &toml::Value, index: usize, problems: &mut Problems) -> Option<T> {
+    let kind = T::KIND;
     let Some(table) = value.as_table() else {
         problems.entry(kind, index, "must be a table");
         return None;

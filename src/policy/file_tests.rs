@@ -1,52 +1,12 @@
 use super::*;
-use crate::policy::check::check_address;
+use crate::policy::check::{check_address, check_mailbox};
 
-/// Every key of every entry kind, with the shapes of the issue's example.
-const EXAMPLE: &str = r#"
-[[device]]
-name = "nas1.example.com"
-id = 4242
-ip = "10.6.1.20"
-organization = "HQ"
-
-[[device]]
-name = "backup-virtual"
-
-[[originator]]
-address = "Veeam@Example.com"
-regex_type = "subject"
-pattern_type = "classic"
-pattern = "Backup job for"
-alignment = "default_if_unmatched"
-default_device = "backup-virtual"
-
-[[originator]]
-address = "*@ups.example.com"
-regex_type = "body"
-pattern_type = "advanced"
-pattern = 'UPS (\S+) is on battery'
-alignment = "discard"
-
-[[event_policy]]
-name = "Veeam job failed"
-severity = "major"
-match_logic = "text"
-first_match = "Failed"
-second_match = "error"
-expire_after_s = 86400
-
-[[event_policy]]
-name = "Veeam job succeeded"
-severity = "healthy"
-message = "%S on %D from %A: %M (100%%)"
-match_logic = "regex"
-first_match = "Success(ful)?"
-clears = "Veeam job failed"
-"#;
+/// The sample shared with the other policy tests: every kind of entry.
+const SAMPLE: &str = include_str!("../../tests/fixtures/policies.toml");
 
 #[test]
-fn the_example_parses_with_its_defaults() {
-    let file = PolicyFile::parse(EXAMPLE).expect("valid");
+fn the_sample_parses_with_its_defaults() {
+    let file = PolicyFile::parse(SAMPLE).expect("valid");
     assert_eq!(file.devices.len(), 2);
     assert_eq!(
         file.devices[0],
@@ -61,18 +21,64 @@ fn the_example_parses_with_its_defaults() {
     assert_eq!(file.originators[0].address, "Veeam@Example.com");
     assert_eq!(file.originators[0].alignment, Alignment::DefaultIfUnmatched);
     assert_eq!(file.originators[1].default_device, None);
-    assert_eq!(file.event_policies[0].message, "%M");
-    assert_eq!(file.event_policies[0].expire_after_s, Some(86400));
     assert_eq!(
-        file.event_policies[1].clears.as_deref(),
+        file.event_policies[0].clears.as_deref(),
         Some("Veeam job failed")
     );
+    assert_eq!(file.event_policies[1].message, "%M");
+    assert_eq!(file.event_policies[1].expire_after_s, Some(86400));
+    assert_eq!(
+        file.users,
+        [
+            UserEntry {
+                email: "Alice@Example.com".into(),
+                name: Some("Alice".into()),
+            },
+            UserEntry {
+                email: "bob@example.com".into(),
+                name: None,
+            },
+        ]
+    );
+    assert_eq!(
+        file.queues[0].members,
+        ["alice@example.com", "Bob@Example.com"]
+    );
+    assert_eq!(file.queues[1].members, Vec::<String>::new());
+    assert_eq!(
+        file.ticket_templates[1],
+        TicketTemplateEntry {
+            name: "Walk-in".into(),
+            queue: None,
+            severity: Severity::Notice,
+            status: Status::Working,
+            description: "%".into(),
+        }
+    );
+    assert_eq!(file.ticket_templates[0].status, Status::Open);
+    assert_eq!(
+        file.ticket_policies[1],
+        TicketPolicyEntry {
+            name: "Front desk".into(),
+            destination: "front@mon.example.com".into(),
+            reply_address: "front-desk@example.com".into(),
+            template: "Walk-in".into(),
+            access: Access::Open,
+            msg_created: "Ticket %t created: %W".into(),
+            msg_updated: "Ticket %t updated: %W".into(),
+            msg_failed: "Your ticket could not be created.".into(),
+            msg_not_registered: "Only registered users can open tickets here.".into(),
+            msg_not_in_queue: "You are not allowed to open tickets in this queue.".into(),
+        }
+    );
+    assert_eq!(file.ticket_policies[0].msg_created, "Ticket %t opened: %W");
+    assert_eq!(file.ticket_policies[0].access, Access::Queue);
     assert_eq!(file.check(), Vec::<String>::new());
 }
 
 #[test]
 fn what_is_written_reads_back_the_same() {
-    let file = PolicyFile::parse(EXAMPLE).expect("valid");
+    let file = PolicyFile::parse(SAMPLE).expect("valid");
     let text = file.to_toml();
     assert_eq!(PolicyFile::parse(&text), Ok(file.clone()));
     assert_eq!(PolicyFile::parse(&text).unwrap().to_toml(), text);
@@ -95,11 +101,21 @@ fn entry(kind: &str, overrides: &[(&str, &str)]) -> String {
             ("pattern", "\"Alert for\""),
             ("alignment", "\"discard\""),
         ],
-        _ => &[
+        "event_policy" => &[
             ("name", "\"Disk failed\""),
             ("severity", "\"major\""),
             ("match_logic", "\"text\""),
             ("first_match", "\"failed\""),
+        ],
+        "user" => &[("email", "\"alice@example.com\"")],
+        "queue" => &[("name", "\"Desk\"")],
+        "ticket_template" => &[("name", "\"Default\""), ("severity", "\"minor\"")],
+        _ => &[
+            ("name", "\"Help\""),
+            ("destination", "\"help@mon.example.com\""),
+            ("reply_address", "\"help@mon.example.com\""),
+            ("template", "\"Default\""),
+            ("access", "\"open\""),
         ],
     };
     let mut lines: Vec<(&str, &str)> = base.to_vec();
@@ -121,6 +137,18 @@ fn originator(o: &[(&str, &str)]) -> String {
 }
 fn policy(o: &[(&str, &str)]) -> String {
     entry("event_policy", o)
+}
+fn user(o: &[(&str, &str)]) -> String {
+    entry("user", o)
+}
+fn queue(o: &[(&str, &str)]) -> String {
+    entry("queue", o)
+}
+fn template(o: &[(&str, &str)]) -> String {
+    entry("ticket_template", o)
+}
+fn ticket_policy(o: &[(&str, &str)]) -> String {
+    entry("ticket_policy", o)
 }
 
 #[test]
@@ -233,10 +261,69 @@ fn every_problem_is_reported_with_its_entry_and_key() {
                 r#"event_policy "Disk failed": clears: an event policy cannot clear itself"#,
             ],
         ),
+        (user(&[("email", "\"alice\"")]), vec![r#"user "alice": email: "alice" is not an email address"#]),
+        (user(&[("email", "\"*@example.com\"")]), vec![r#"user "*@example.com": email: "*@example.com" is not an email address"#]),
+        (user(&[("email", "-")]), vec!["user (entry 1): email: missing (required)"]),
+        (
+            user(&[]) + &user(&[("email", "\"Alice@Example.COM\"")]),
+            vec![r#"user "Alice@Example.COM" (entry 2): email: duplicate of user entry 1 (addresses are compared ignoring case)"#],
+        ),
+        (user(&[("name", "\"\"")]), vec![r#"user "alice@example.com": name: must not be empty (leave the key out instead)"#]),
+        (user(&[("name", "\"Alice\""), ("phone", "1")]), vec![r#"user "alice@example.com": phone: unknown key"#]),
+        (queue(&[("name", "\"\"")]), vec!["queue (entry 1): name: must not be empty"]),
+        (queue(&[]) + &queue(&[]), vec![r#"queue "Desk" (entry 2): name: duplicate of queue entry 1"#]),
+        // Queue names are compared exactly.
+        (queue(&[]) + &queue(&[("name", "\"desk\"")]), vec![]),
+        (
+            queue(&[("members", "[\"a@example.com\", \"b@example.com\", \"A@EXAMPLE.com\"]")]),
+            vec![r#"queue "Desk": members: "A@EXAMPLE.com" is listed twice (addresses are compared ignoring case)"#],
+        ),
+        (queue(&[("members", "\"a@example.com\"")]), vec![r#"queue "Desk": members: invalid type: string "a@example.com", expected a sequence"#]),
+        (template(&[("name", "-"), ("severity", "-")]), vec!["ticket_template (entry 1): name: missing (required)", "ticket_template (entry 1): severity: missing (required)"]),
+        (template(&[]) + &template(&[]), vec![r#"ticket_template "Default" (entry 2): name: duplicate of ticket_template entry 1"#]),
+        (template(&[("severity", "\"urgent\"")]), vec![r#"ticket_template "Default": severity: unknown variant `urgent`, expected one of `healthy`, `notice`, `minor`, `major`, `critical`"#]),
+        (template(&[("status", "\"closed\"")]), vec![r#"ticket_template "Default": status: unknown variant `closed`, expected one of `open`, `working`, `pending`, `resolved`"#]),
+        (template(&[("queue", "\"\"")]), vec![r#"ticket_template "Default": queue: must not be empty (leave the key out instead)"#]),
+        (template(&[("description", "\"\"")]), vec![r#"ticket_template "Default": description: must not be empty (leave it out for "%")"#]),
+        (
+            ticket_policy(&[("name", "-"), ("destination", "-"), ("reply_address", "-"), ("template", "-"), ("access", "-")]),
+            vec![
+                "ticket_policy (entry 1): name: missing (required)",
+                "ticket_policy (entry 1): destination: missing (required)",
+                "ticket_policy (entry 1): reply_address: missing (required)",
+                "ticket_policy (entry 1): template: missing (required)",
+                "ticket_policy (entry 1): access: missing (required)",
+            ],
+        ),
+        (ticket_policy(&[("access", "\"anyone\"")]), vec![r#"ticket_policy "Help": access: unknown variant `anyone`, expected one of `open`, `registered`, `queue`"#]),
+        (
+            ticket_policy(&[("destination", "\"*@mon.example.com\""), ("reply_address", "\"help\"")]),
+            vec![
+                r#"ticket_policy "Help": destination: "*@mon.example.com" is not an email address"#,
+                r#"ticket_policy "Help": reply_address: "help" is not an email address"#,
+            ],
+        ),
+        (
+            ticket_policy(&[]) + &ticket_policy(&[("name", "\"Help 2\""), ("destination", "\"HELP@mon.example.com\"")]),
+            vec![r#"ticket_policy "Help 2": destination: duplicate of ticket_policy entry 1 (addresses are compared ignoring case)"#],
+        ),
+        (ticket_policy(&[]) + &ticket_policy(&[]), vec![
+            r#"ticket_policy "Help" (entry 2): name: duplicate of ticket_policy entry 1"#,
+            r#"ticket_policy "Help" (entry 2): destination: duplicate of ticket_policy entry 1"#,
+        ]),
+        (ticket_policy(&[("template", "\"\"")]), vec![r#"ticket_policy "Help": template: must not be empty"#]),
+        (
+            ticket_policy(&[("msg_created", "\"\""), ("msg_not_in_queue", "\" \"")]),
+            vec![
+                r#"ticket_policy "Help": msg_created: must not be empty (leave it out for the default notice)"#,
+                r#"ticket_policy "Help": msg_not_in_queue: must not be empty"#,
+            ],
+        ),
+        (ticket_policy(&[("msg_closed", "\"Closed\"")]), vec![r#"ticket_policy "Help": msg_closed: unknown key"#]),
         ("colour = \"blue\"\n".into(), vec!["colour: unknown key"]),
-        ("[[ticket_policy]]\nname = \"x\"\n".into(), vec!["[[ticket_policy]]: not supported yet by this version of mailops"]),
-        ("[[roundtrip]]\nname = \"x\"\n".into(), vec!["[[roundtrip]]: not supported yet"]),
-        ("[[devices]]\nname = \"x\"\n".into(), vec!["[[devices]]: unknown array (expected [[device]], [[originator]] or [[event_policy]])"]),
+        ("[[roundtrip]]\nname = \"x\"\n".into(), vec!["[[roundtrip]]: not supported yet by this version of mailops"]),
+        ("[[devices]]\nname = \"x\"\n".into(), vec!["[[devices]]: unknown array (expected [[device]], [[originator]], [[event_policy]], [[user]], [[queue]], [[ticket_template]], [[ticket_policy]])"]),
+        ("[user]\nemail = \"a@example.com\"\n".into(), vec!["user: must be an array of tables, written [[user]]"]),
         ("[device]\nname = \"x\"\n".into(), vec!["device: must be an array of tables, written [[device]]"]),
         ("device = [\"nas1\"]\n".into(), vec!["device (entry 1): must be a table"]),
         ("[[device]\nname = \"x\"\n".into(), vec!["TOML parse error at line 1"]),
@@ -310,28 +397,78 @@ fn addresses() {
         "a@exa mple.com",
     ] {
         assert!(check_address(bad).is_err(), "{bad:?} accepted");
+        assert!(check_mailbox(bad).is_err(), "{bad:?} accepted");
     }
+    // A mailbox is an address without the wildcard.
+    assert_eq!(check_mailbox("veeam@example.com"), Ok(()));
+    assert_eq!(check_mailbox("a*b@example.com"), Ok(()));
+    assert!(check_mailbox("*@example.com").is_err());
 }
 
 #[test]
 fn built_files_are_checked_like_parsed_ones() {
-    let mut file = PolicyFile::parse(EXAMPLE).expect("valid");
+    let mut file = PolicyFile::parse(SAMPLE).expect("valid");
     file.devices[1].name = "NAS1.example.com".into();
-    file.event_policies[1].first_match = "(".into();
+    file.event_policies[0].first_match = "(".into();
+    file.users[1].email = "bob".into();
     assert_eq!(
         file.check(),
         [
             r#"device "NAS1.example.com" (entry 2): name: duplicate of device entry 1 (device names are compared ignoring case)"#,
             "event_policy \"Veeam job succeeded\": first_match: invalid regex: regex parse error:\n          (\n          ^\n      error: unclosed group",
+            r#"user "bob": email: "bob" is not an email address"#,
+        ]
+    );
+}
+
+/// The `[inbound]` of a config that authorizes `domains`.
+fn inbound(domains: &[&str]) -> Inbound {
+    Inbound {
+        authorized_domains: domains.iter().map(|d| (*d).to_owned()).collect(),
+        notify_local_part: "notify".into(),
+        strip_fqdn: false,
+        alert_message: Default::default(),
+    }
+}
+
+#[test]
+fn ticket_destinations_must_be_reachable_under_the_config() {
+    let text = ticket_policy(&[("destination", "\"help@Example.org\"")])
+        + &ticket_policy(&[
+            ("name", "\"Events\""),
+            ("destination", "\"Notify@mon.example.com\""),
+        ])
+        + &ticket_policy(&[
+            ("name", "\"Ok\""),
+            ("destination", "\"ok@OPS.example.com\""),
+        ]);
+    let file = PolicyFile::parse(&text).expect("valid on its own");
+    assert_eq!(
+        file.check_with_config(&inbound(&["mon.example.com", "ops.example.com"])),
+        [
+            r#"ticket_policy "Help": destination: "help@Example.org" is not at an authorized domain of the config ([inbound] authorized_domains: mon.example.com, ops.example.com), so Postfix would refuse mail for it"#,
+            r#"ticket_policy "Events": destination: "Notify@mon.example.com" is the config's events address (notify_local_part at an authorized domain)"#,
         ]
     );
 }
 
 #[test]
-fn the_shipped_example_is_valid_on_its_own() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/policies.example.toml");
-    let text = std::fs::read_to_string(path).expect("policies.example.toml ships");
+fn the_shipped_example_is_valid_on_its_own_and_with_the_shipped_config() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let text = std::fs::read_to_string(format!("{root}/policies.example.toml"))
+        .expect("policies.example.toml ships");
     let file = PolicyFile::parse(&text).unwrap_or_else(|p| panic!("{}", p.join("\n")));
     file.to_model()
         .unwrap_or_else(|p| panic!("{}", p.join("\n")));
+    let config = std::fs::read_to_string(format!("{root}/mailops.example.toml"))
+        .expect("mailops.example.toml ships");
+    let config = crate::config::Config::parse(&config, None).expect("the example config is valid");
+    assert_eq!(
+        file.check_with_config(&config.inbound),
+        Vec::<String>::new()
+    );
+    assert!(
+        !file.ticket_policies.is_empty(),
+        "the example shows tickets"
+    );
 }

@@ -1,7 +1,8 @@
 //! Policies as operators declare them: the policy file, `policy apply` and `policy export`.
 //!
-//! [`file`](mod@file) reads and writes the TOML format and `check` checks its values; `plan`
-//! decides, without I/O, what applying a file changes, and `offline` makes those changes in
+//! [`file`](mod@file) reads and writes the TOML format and `check` (events) and `ticket_checks`
+//! (tickets) check its values; `plan` (with `ticket_plan`) decides, without I/O, what applying a
+//! file changes, and `offline` makes those changes in
 //! memory (the [`Model`] a file declares on its own, for the simulator); [`apply()`] makes them
 //! in one transaction; [`export()`] writes the database's policies back out in the same format.
 //! `serve` reads the policies with [`load`] (that is [`crate::store::policies::load`]).
@@ -13,6 +14,8 @@ pub mod file;
 mod offline;
 mod plan;
 mod summary;
+mod ticket_checks;
+mod ticket_plan;
 
 pub use crate::store::policies::{load, Model};
 pub use apply::{apply, Options};

@@ -4,9 +4,10 @@
 use std::collections::HashMap;
 
 use super::file::PolicyFile;
-use super::plan::{plan, Existing, Op, Plan};
+use super::plan::{plan, Existing, Op, Plan, Table};
 use super::Model;
 use crate::events::model::{Device, EventPolicy, Originator};
+use crate::tickets::model::{Queue, Template, TicketPolicy, User};
 
 impl Plan {
     /// Makes the writes in memory, assigning ids as a fresh database would: a device's pinned
@@ -16,6 +17,8 @@ impl Plan {
             ids.max().unwrap_or(0) + 1
         }
         let (mut devices, mut policies) = (HashMap::new(), HashMap::new());
+        let (mut users, mut queues, mut templates) =
+            (HashMap::new(), HashMap::new(), HashMap::new());
         let real = |map: &HashMap<i64, i64>, id: i64| if id < 0 { map[&id] } else { id };
         let m = &mut state.model;
         for op in &self.ops {
@@ -78,13 +81,13 @@ impl Plan {
                         row.clears_id = clears_id.map(|c| real(&policies, c));
                     }
                 }
-                Op::DeleteEventPolicies(ids) => {
+                Op::Delete(Table::EventPolicies, ids) => {
                     m.event_policies.retain(|p| !ids.contains(&p.id));
                     for p in &mut m.event_policies {
                         p.clears_id = p.clears_id.filter(|c| !ids.contains(c));
                     }
                 }
-                Op::DeleteOriginators(ids) => {
+                Op::Delete(Table::Originators, ids) => {
                     (m.originators, state.positions) = m
                         .originators
                         .drain(..)
@@ -92,7 +95,78 @@ impl Plan {
                         .filter(|(o, _)| !ids.contains(&o.id))
                         .unzip();
                 }
-                Op::DeleteDevices(ids) => m.devices.retain(|d| !ids.contains(&d.id)),
+                Op::Delete(Table::Devices, ids) => m.devices.retain(|d| !ids.contains(&d.id)),
+                Op::InsertUser(u) => {
+                    let id = next(m.users.iter().map(|u| u.id));
+                    users.insert(u.id, id);
+                    m.users.push(User { id, ..u.clone() });
+                }
+                Op::UpdateUser(u) => {
+                    if let Some(row) = m.users.iter_mut().find(|row| row.id == u.id) {
+                        *row = u.clone();
+                    }
+                }
+                Op::InsertQueue(q) => {
+                    let id = next(m.queues.iter().map(|q| q.id));
+                    queues.insert(q.id, id);
+                    m.queues.push(Queue {
+                        id,
+                        name: q.name.clone(),
+                        member_ids: Vec::new(),
+                    });
+                }
+                Op::AddMembers { queue_id, user_ids } => {
+                    let id = real(&queues, *queue_id);
+                    if let Some(row) = m.queues.iter_mut().find(|row| row.id == id) {
+                        let added = user_ids.iter().map(|u| real(&users, *u));
+                        row.member_ids.extend(added);
+                        row.member_ids.sort_unstable();
+                    }
+                }
+                Op::RemoveMembers { queue_id, user_ids } => {
+                    if let Some(row) = m.queues.iter_mut().find(|row| row.id == *queue_id) {
+                        row.member_ids.retain(|u| !user_ids.contains(u));
+                    }
+                }
+                Op::InsertTemplate(t) | Op::UpdateTemplate(t) => {
+                    let want = Template {
+                        queue_id: t.queue_id.map(|q| real(&queues, q)),
+                        ..t.clone()
+                    };
+                    match m.templates.iter_mut().find(|row| row.id == t.id) {
+                        Some(row) => *row = want,
+                        None => {
+                            let id = next(m.templates.iter().map(|t| t.id));
+                            templates.insert(t.id, id);
+                            m.templates.push(Template { id, ..want });
+                        }
+                    }
+                }
+                Op::FreeDestinations(_) => {}
+                Op::InsertTicketPolicy(p) | Op::UpdateTicketPolicy(p) => {
+                    let want = TicketPolicy {
+                        template_id: real(&templates, p.template_id),
+                        ..p.clone()
+                    };
+                    match m.ticket_policies.iter_mut().find(|row| row.id == p.id) {
+                        Some(row) => *row = want,
+                        None => {
+                            let id = next(m.ticket_policies.iter().map(|p| p.id));
+                            m.ticket_policies.push(TicketPolicy { id, ..want });
+                        }
+                    }
+                }
+                Op::Delete(Table::TicketPolicies, ids) => {
+                    m.ticket_policies.retain(|p| !ids.contains(&p.id))
+                }
+                Op::Delete(Table::Templates, ids) => m.templates.retain(|t| !ids.contains(&t.id)),
+                Op::Delete(Table::Queues, ids) => m.queues.retain(|q| !ids.contains(&q.id)),
+                Op::Delete(Table::Users, ids) => {
+                    m.users.retain(|u| !ids.contains(&u.id));
+                    for q in &mut m.queues {
+                        q.member_ids.retain(|u| !ids.contains(u));
+                    }
+                }
             }
         }
         m.devices.sort_by_key(|d| d.id);
@@ -110,7 +184,7 @@ impl Plan {
 impl PolicyFile {
     /// The policies this file declares on its own (for `policy test --policies FILE`), with ids
     /// as a fresh database would assign them: devices their pinned id or the next after the
-    /// highest pinned one, in file order; originators and event policies 1, 2, … in file order.
+    /// highest pinned one, in file order; the other entries 1, 2, … in file order.
     /// References resolve within the file only.
     pub fn to_model(&self) -> Result<Model, Vec<String>> {
         let problems = self.check();

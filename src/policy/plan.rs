@@ -5,22 +5,25 @@ use std::collections::{HashMap, HashSet};
 
 use super::check::{Kind, Labels, Problems};
 use super::file::PolicyFile;
-use super::summary::Summary;
+use super::summary::{Counts, Summary};
+use super::ticket_plan::plan_tickets;
 use super::Model;
 use crate::events::model::{Device, EventPolicy, Originator};
 use crate::route::address_key;
+use crate::tickets::model::{Queue, Template, TicketPolicy, User};
 
 /// What the database holds: its policies, and each originator's `position`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Existing {
-    /// The three tables.
+    /// The policy tables.
     pub model: Model,
     /// `originator_policies.position`, one per entry of `model.originators`.
     pub positions: Vec<i32>,
 }
 
 /// One write. Ids of rows this plan creates are provisional (negative) until they are inserted;
-/// references to them (`default_device_id`, `clears_id`) use the provisional id too.
+/// references to them (`default_device_id`, `clears_id`, member, queue and template ids) use
+/// the provisional id too.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Op {
     /// A new device: its pinned id when positive, else one the database assigns.
@@ -39,12 +42,63 @@ pub(crate) enum Op {
     UpdateEventPolicy(EventPolicy),
     /// The event policy a policy clears; after all inserts, as it may name a later one.
     SetClears { id: i64, clears_id: Option<i64> },
-    /// Event policies `--prune` removes.
-    DeleteEventPolicies(Vec<i64>),
-    /// Originator policies `--prune` removes.
-    DeleteOriginators(Vec<i64>),
-    /// Devices `--prune` removes.
-    DeleteDevices(Vec<i64>),
+    /// A new user.
+    InsertUser(User),
+    /// A new `name` for the user with this id.
+    UpdateUser(User),
+    /// A new queue, without members (its `member_ids` are ignored).
+    InsertQueue(Queue),
+    /// Makes these users members of the queue.
+    AddMembers { queue_id: i64, user_ids: Vec<i64> },
+    /// Makes these users no longer members of the queue.
+    RemoveMembers { queue_id: i64, user_ids: Vec<i64> },
+    /// A new ticket template.
+    InsertTemplate(Template),
+    /// Every column of the ticket template with this id.
+    UpdateTemplate(Template),
+    /// Gives these ticket policies a placeholder destination, so that the updates after it can
+    /// move a destination from one policy to another (UNIQUE is checked row by row).
+    FreeDestinations(Vec<i64>),
+    /// A new ticket policy.
+    InsertTicketPolicy(TicketPolicy),
+    /// Every column of the ticket policy with this id.
+    UpdateTicketPolicy(TicketPolicy),
+    /// Rows of this table `--prune` removes, by id.
+    Delete(Table, Vec<i64>),
+}
+
+/// A policy table whose rows `--prune` deletes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Table {
+    /// `event_policies`: their events stay, other policies' `clears` to them are unset.
+    EventPolicies,
+    /// `originator_policies`
+    Originators,
+    /// `devices`, with their events and device logs.
+    Devices,
+    /// `ticket_policies`: deleted before the other ticket writes, freeing their destinations.
+    TicketPolicies,
+    /// `ticket_templates`
+    Templates,
+    /// `queues`, with their members.
+    Queues,
+    /// `users`, with their queue memberships.
+    Users,
+}
+
+impl Table {
+    /// Its name in SQL.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Table::EventPolicies => "event_policies",
+            Table::Originators => "originator_policies",
+            Table::Devices => "devices",
+            Table::TicketPolicies => "ticket_policies",
+            Table::Templates => "ticket_templates",
+            Table::Queues => "queues",
+            Table::Users => "users",
+        }
+    }
 }
 
 /// The writes that make the database what the file says, in the order they must be made.
@@ -56,26 +110,29 @@ pub(crate) struct Plan {
 
 /// Where a name may be found.
 #[derive(Clone, Copy)]
-struct Scope {
+pub(super) struct Scope {
+    /// Whether there is a database (else the file is resolved on its own).
     database: bool,
-    prune: bool,
+    /// Whether `--prune` deletes what the file lacks.
+    pub(super) prune: bool,
 }
 
 impl Scope {
-    /// Resolves a reference to an entry by name: the file's first, then (unless pruning) the
-    /// database's. `Err` completes "`field` …".
-    fn resolve(
+    /// Resolves a reference to an entry by name, given what the file and the database have
+    /// under that name: the file's first, then (unless pruning) the database's. `Err`
+    /// completes "`field` …".
+    pub(super) fn resolve<T>(
         self,
         name: &str,
-        file: &HashMap<&str, i64>,
-        database: &HashMap<&str, i64>,
+        file: Option<T>,
+        database: Option<T>,
         what: &str,
-    ) -> Result<i64, String> {
-        if let Some(id) = file.get(name) {
-            return Ok(*id);
+    ) -> Result<T, String> {
+        if let Some(found) = file {
+            return Ok(found);
         }
-        match database.get(name) {
-            Some(id) if !self.prune => Ok(*id),
+        match database {
+            Some(found) if !self.prune => Ok(found),
             Some(_) => Err(format!(
                 "{name:?} is only in the database, and --prune deletes it (add the {what} to the file)"
             )),
@@ -88,8 +145,9 @@ impl Scope {
     }
 }
 
+/// "a" or "an", for the kinds of entry named here ("a user": no `u`).
 fn article(what: &str) -> &'static str {
-    if what.starts_with(['a', 'e', 'i', 'o', 'u']) {
+    if what.starts_with(['a', 'e', 'i', 'o']) {
         "an"
     } else {
         "a"
@@ -132,6 +190,7 @@ pub(crate) fn plan(
     if prune {
         plan_prune(file, db, &mut plan);
     }
+    plan_tickets(file, db, scope, &mut plan, &mut problems);
     if problems.is_empty() {
         Ok(plan)
     } else {
@@ -235,7 +294,12 @@ fn plan_originators(
     for (i, o) in file.originators.iter().enumerate() {
         let default_device_id = match &o.default_device {
             None => None,
-            Some(name) => match scope.resolve(name, devices, db_devices, "device") {
+            Some(name) => match scope.resolve(
+                name,
+                devices.get(name.as_str()).copied(),
+                db_devices.get(name.as_str()).copied(),
+                "device",
+            ) {
                 Ok(id) => Some(id),
                 Err(why) => {
                     problems.entry(Kind::Originator, i, format!("default_device {why}"));
@@ -306,7 +370,12 @@ fn plan_event_policies(
     for (i, p) in file.event_policies.iter().enumerate() {
         let clears_id = match &p.clears {
             None => None,
-            Some(name) => match scope.resolve(name, &ids, &db_ids, "event policy") {
+            Some(name) => match scope.resolve(
+                name,
+                ids.get(name.as_str()).copied(),
+                db_ids.get(name.as_str()).copied(),
+                "event policy",
+            ) {
                 Ok(id) => Some(id),
                 Err(why) => {
                     problems.entry(Kind::EventPolicy, i, format!("clears {why}"));
@@ -358,49 +427,78 @@ fn plan_event_policies(
 
 /// With `--prune`: event policies, originators, then devices the file does not have.
 fn plan_prune(file: &PolicyFile, db: &Existing, plan: &mut Plan) {
-    let names: HashSet<&str> = file
+    let (m, s) = (&db.model, &mut plan.summary);
+    let policies: HashSet<&str> = file
         .event_policies
         .iter()
         .map(|p| p.name.as_str())
         .collect();
-    let gone: Vec<i64> = db
-        .model
-        .event_policies
-        .iter()
-        .filter(|p| !names.contains(p.name.as_str()))
-        .map(|p| p.id)
-        .collect();
-    plan.summary.event_policies.deleted = gone.len();
-    if !gone.is_empty() {
-        plan.ops.push(Op::DeleteEventPolicies(gone));
-    }
     let addresses: HashSet<String> = file
         .originators
         .iter()
         .map(|o| address_key(&o.address))
         .collect();
-    let gone: Vec<i64> = db
-        .model
-        .originators
-        .iter()
-        .filter(|o| !addresses.contains(&o.address))
-        .map(|o| o.id)
-        .collect();
-    plan.summary.originators.deleted = gone.len();
-    if !gone.is_empty() {
-        plan.ops.push(Op::DeleteOriginators(gone));
-    }
-    let names: HashSet<&str> = file.devices.iter().map(|d| d.name.as_str()).collect();
-    let gone: Vec<i64> = db
-        .model
-        .devices
-        .iter()
-        .filter(|d| !names.contains(d.name.as_str()))
-        .map(|d| d.id)
-        .collect();
-    plan.summary.devices.deleted = gone.len();
-    if !gone.is_empty() {
-        plan.ops.push(Op::DeleteDevices(gone));
+    let devices: HashSet<&str> = file.devices.iter().map(|d| d.name.as_str()).collect();
+    let deletes = [
+        delete(
+            &m.event_policies,
+            |p| p.id,
+            |p| policies.contains(p.name.as_str()),
+            &mut s.event_policies,
+            Table::EventPolicies,
+        ),
+        delete(
+            &m.originators,
+            |o| o.id,
+            |o| addresses.contains(&o.address),
+            &mut s.originators,
+            Table::Originators,
+        ),
+        delete(
+            &m.devices,
+            |d| d.id,
+            |d| devices.contains(d.name.as_str()),
+            &mut s.devices,
+            Table::Devices,
+        ),
+    ];
+    plan.ops.extend(deletes.into_iter().flatten());
+}
+
+/// The delete that removes the `rows` of `table` not `kept` (none when all are), counted in
+/// `counts`.
+pub(super) fn delete<T>(
+    rows: &[T],
+    id: impl Fn(&T) -> i64,
+    kept: impl Fn(&T) -> bool,
+    counts: &mut Counts,
+    table: Table,
+) -> Option<Op> {
+    let gone: Vec<i64> = rows.iter().filter(|r| !kept(r)).map(id).collect();
+    counts.deleted = gone.len();
+    (!gone.is_empty()).then_some(Op::Delete(table, gone))
+}
+
+/// What a row the file declares needs: nothing when the database has it as `want`, else an
+/// update or an insert (`want` has the row's id, or a provisional one when new); counted.
+pub(super) fn write_row<T: PartialEq>(
+    want: T,
+    current: Option<&T>,
+    counts: &mut Counts,
+    insert: fn(T) -> Op,
+    update: fn(T) -> Op,
+    ops: &mut Vec<Op>,
+) {
+    match current {
+        Some(current) if *current == want => counts.unchanged += 1,
+        Some(_) => {
+            ops.push(update(want));
+            counts.updated += 1;
+        }
+        None => {
+            ops.push(insert(want));
+            counts.created += 1;
+        }
     }
 }
 

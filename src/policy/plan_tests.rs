@@ -1,49 +1,16 @@
 use super::*;
 use crate::events::model::{Alignment, MatchLogic, PatternType, RegexType, Severity};
 use crate::policy::Counts;
+use crate::tickets::model::{Access, Messages, Status};
 
-const FILE: &str = r#"
-[[device]]
-name = "backup-virtual"
+/// The sample shared with the other policy tests: every kind of entry.
+const FILE: &str = include_str!("../../tests/fixtures/policies.toml");
 
-[[device]]
-name = "nas1.example.com"
-id = 4242
-ip = "10.6.1.20"
-
-[[device]]
-name = "ups1"
-
-[[originator]]
-address = "Veeam@Example.com"
-regex_type = "subject"
-pattern_type = "classic"
-pattern = "Backup job for"
-alignment = "default_if_unmatched"
-default_device = "backup-virtual"
-
-[[originator]]
-address = "*@ups.example.com"
-regex_type = "body"
-pattern_type = "advanced"
-pattern = 'UPS (\S+)'
-alignment = "override"
-default_device = "ups1"
-
-[[event_policy]]
-name = "Veeam job succeeded"
-severity = "healthy"
-match_logic = "text"
-first_match = "Success"
-clears = "Veeam job failed"
-
-[[event_policy]]
-name = "Veeam job failed"
-severity = "major"
-match_logic = "regex"
-first_match = "Failed|Error"
-expire_after_s = 3600
-"#;
+/// `FILE` without the entries holding any of these lines (each entry is a paragraph).
+fn without(lines: &[&str]) -> String {
+    let drop = |entry: &&str| entry.lines().any(|l| lines.contains(&l));
+    FILE.split_inclusive("\n\n").filter(|e| !drop(e)).collect()
+}
 
 fn file(text: &str) -> PolicyFile {
     PolicyFile::parse(text).expect("valid file")
@@ -69,11 +36,7 @@ fn the_offline_model_has_fresh_database_ids_and_resolved_references() {
     // The pinned id first, then the next ones after it, in file order.
     assert_eq!(
         devices,
-        [
-            (4242, "nas1.example.com"),
-            (4243, "backup-virtual"),
-            (4244, "ups1")
-        ]
+        [(4242, "nas1.example.com"), (4243, "backup-virtual")]
     );
     assert_eq!(
         model.originators,
@@ -92,9 +55,9 @@ fn the_offline_model_has_fresh_database_ids_and_resolved_references() {
                 address: "*@ups.example.com".into(),
                 regex_type: RegexType::Body,
                 pattern_type: PatternType::Advanced,
-                pattern: r"UPS (\S+)".into(),
-                alignment: Alignment::Override,
-                default_device_id: Some(4244),
+                pattern: r"UPS (\S+) is on battery".into(),
+                alignment: Alignment::Discard,
+                default_device_id: None,
             },
         ]
     );
@@ -104,28 +67,113 @@ fn the_offline_model_has_fresh_database_ids_and_resolved_references() {
             id: 1,
             name: "Veeam job succeeded".into(),
             severity: Severity::Healthy,
-            message: "%M".into(),
-            match_logic: MatchLogic::Text,
-            first_match: "Success".into(),
+            message: "%S on %D".into(),
+            match_logic: MatchLogic::Regex,
+            first_match: "Success(ful)?".into(),
             second_match: None,
             clears_id: Some(2),
             expire_after_s: None,
         }
     );
     assert_eq!(model.event_policies[1].id, 2);
-    assert_eq!(model.event_policies[1].expire_after_s, Some(3600));
+    assert_eq!(model.event_policies[1].expire_after_s, Some(86400));
+    assert_eq!(
+        model.users,
+        [
+            User {
+                id: 1,
+                email: "alice@example.com".into(),
+                name: Some("Alice".into()),
+            },
+            User {
+                id: 2,
+                email: "bob@example.com".into(),
+                name: None,
+            },
+        ]
+    );
+    assert_eq!(
+        model.queues,
+        [
+            Queue {
+                id: 1,
+                name: "Service Desk".into(),
+                member_ids: vec![1, 2],
+            },
+            Queue {
+                id: 2,
+                name: "Network".into(),
+                member_ids: vec![],
+            },
+        ]
+    );
+    assert_eq!(
+        model.templates,
+        [
+            Template {
+                id: 1,
+                name: "Helpdesk default".into(),
+                queue_id: Some(1),
+                severity: Severity::Minor,
+                status: Status::Open,
+                description: "Email: %".into(),
+            },
+            Template {
+                id: 2,
+                name: "Walk-in".into(),
+                queue_id: None,
+                severity: Severity::Notice,
+                status: Status::Working,
+                description: "%".into(),
+            },
+        ]
+    );
+    assert_eq!(
+        model.ticket_policies[0],
+        TicketPolicy {
+            id: 1,
+            name: "Helpdesk".into(),
+            destination: "help@mon.example.com".into(),
+            reply_address: "help@mon.example.com".into(),
+            template_id: 1,
+            access: Access::Queue,
+            messages: Messages {
+                created: "Ticket %t opened: %W".into(),
+                updated: "Ticket %t updated: %W".into(),
+                failed: "Your ticket could not be created.".into(),
+                not_registered: "Only registered users can open tickets here.".into(),
+                not_in_queue: "You are not allowed to open tickets in this queue.".into(),
+            },
+        }
+    );
+    assert_eq!(
+        (
+            model.ticket_policies[1].id,
+            model.ticket_policies[1].template_id
+        ),
+        (2, 2)
+    );
 }
 
 #[test]
 fn the_offline_model_resolves_within_the_file_only() {
     let text = FILE
-        .replace("default_device = \"ups1\"", "default_device = \"ups9\"")
-        .replace("clears = \"Veeam job failed\"", "clears = \"Veeam failed\"");
+        .replace(
+            "default_device = \"backup-virtual\"",
+            "default_device = \"backup\"",
+        )
+        .replace("clears = \"Veeam job failed\"", "clears = \"Veeam failed\"")
+        .replace("\"Bob@Example.com\"]", "\"carol@example.com\"]")
+        .replace("queue = \"Service Desk\"", "queue = \"Desk\"")
+        .replace("template = \"Walk-in\"", "template = \"Walk in\"");
     assert_eq!(
         file(&text).to_model().unwrap_err(),
         [
-            r#"originator "*@ups.example.com" (entry 2): default_device "ups9" is not a device in this file"#,
+            r#"originator "Veeam@Example.com" (entry 1): default_device "backup" is not a device in this file"#,
             r#"event_policy "Veeam job succeeded": clears "Veeam failed" is not an event policy in this file"#,
+            r#"queue "Service Desk": members "carol@example.com" is not a user in this file"#,
+            r#"ticket_template "Helpdesk default": queue "Desk" is not a queue in this file"#,
+            r#"ticket_policy "Front desk": template "Walk in" is not a ticket template in this file"#,
         ]
     );
     // Without ids anywhere, devices count from 1.
@@ -144,9 +192,18 @@ fn applying_the_same_file_again_plans_nothing() {
     let again = plan(&file(FILE), Some(&state), false).expect("plans");
     assert_eq!(again.ops, []);
     assert!(!again.summary.changed());
-    assert_eq!(again.summary.devices.unchanged, 3);
-    assert_eq!(again.summary.originators.unchanged, 2);
-    assert_eq!(again.summary.event_policies.unchanged, 2);
+    let s = again.summary;
+    assert_eq!(s.devices.unchanged, 2);
+    for counts in [
+        s.originators,
+        s.event_policies,
+        s.users,
+        s.queues,
+        s.ticket_templates,
+        s.ticket_policies,
+    ] {
+        assert_eq!(counts.unchanged, 2);
+    }
     // And so does the export of what was applied.
     let exported = PolicyFile::from_model(&state.model);
     let again = plan(&exported, Some(&state), true).expect("plans");
@@ -171,7 +228,7 @@ fn only_what_differs_is_written() {
         Counts {
             created: 0,
             updated: 1,
-            unchanged: 2,
+            unchanged: 1,
             deleted: 0
         }
     );
@@ -242,50 +299,183 @@ clears = "Veeam job failed"
 #[test]
 fn prune_deletes_what_the_file_lacks() {
     let state = applied(FILE);
-    let text = r#"
-[[device]]
-name = "ups1"
-
-[[originator]]
-address = "*@UPS.example.com"
-regex_type = "body"
-pattern_type = "advanced"
-pattern = 'UPS (\S+)'
-alignment = "override"
-default_device = "ups1"
-"#;
+    let text = &without(&[
+        "name = \"nas1.example.com\"",
+        "address = \"Veeam@Example.com\"",
+        "[[event_policy]]",
+        "email = \"bob@example.com\"",
+        "name = \"Network\"",
+        "name = \"Walk-in\"",
+        "[[ticket_policy]]",
+    ])
+    .replace(", \"Bob@Example.com\"]", "]");
     let p = plan(&file(text), Some(&state), true).expect("plans");
+    let counts = |created, updated, unchanged, deleted| Counts {
+        created,
+        updated,
+        unchanged,
+        deleted,
+    };
     assert_eq!(
-        p.summary.devices,
-        Counts {
-            created: 0,
-            updated: 0,
-            unchanged: 1,
-            deleted: 2
+        p.summary,
+        Summary {
+            devices: counts(0, 0, 1, 1),
+            // Its position moves from 2 to 1.
+            originators: counts(0, 1, 0, 1),
+            event_policies: counts(0, 0, 0, 2),
+            users: counts(0, 0, 1, 1),
+            queues: counts(0, 1, 0, 1),
+            ticket_templates: counts(0, 0, 1, 1),
+            ticket_policies: counts(0, 0, 0, 2),
         }
     );
+    // Ticket policies go first; then bob leaves the queue, and the rest goes in dependency order.
+    let tickets: Vec<&Op> = p
+        .ops
+        .iter()
+        .filter(|op| match op {
+            Op::Delete(table, _) => !matches!(
+                table,
+                Table::EventPolicies | Table::Originators | Table::Devices
+            ),
+            Op::RemoveMembers { .. } => true,
+            _ => false,
+        })
+        .collect();
     assert_eq!(
-        p.summary.originators,
-        Counts {
-            created: 0,
-            updated: 1,
-            unchanged: 0,
-            deleted: 1
-        }
+        tickets,
+        [
+            &Op::Delete(Table::TicketPolicies, vec![1, 2]),
+            &Op::RemoveMembers {
+                queue_id: 1,
+                user_ids: vec![2]
+            },
+            &Op::Delete(Table::Templates, vec![2]),
+            &Op::Delete(Table::Queues, vec![2]),
+            &Op::Delete(Table::Users, vec![2]),
+        ]
     );
-    assert_eq!(p.summary.event_policies.deleted, 2);
     let mut after = state.clone();
     p.execute_in_memory(&mut after);
     assert_eq!(after.model.devices.len(), 1);
     assert_eq!(after.model.originators.len(), 1);
     assert_eq!(after.model.event_policies, []);
+    assert_eq!(after.model.ticket_policies, []);
+    assert_eq!(after.model.queues[0].member_ids, [1]);
     assert_eq!(plan(&file(text), Some(&after), true).unwrap().ops, []);
     // Without --prune nothing is deleted.
     let p = plan(&file(text), Some(&state), false).expect("plans");
-    assert!(!p.ops.iter().any(|op| matches!(
-        op,
-        Op::DeleteDevices(_) | Op::DeleteOriginators(_) | Op::DeleteEventPolicies(_)
-    )));
+    assert!(!p.ops.iter().any(|op| matches!(op, Op::Delete(..))));
+    // A kept ticket policy may not rely on what --prune deletes.
+    let policy = "\n[[ticket_policy]]\nname = \"Helpdesk\"\ndestination = \"help@mon.example.com\"\n\
+                  reply_address = \"help@mon.example.com\"\ntemplate = \"Walk-in\"\naccess = \"open\"\n";
+    assert_eq!(
+        plan(&file(&format!("{text}{policy}")), Some(&state), true).unwrap_err(),
+        [
+            r#"ticket_policy "Helpdesk": template "Walk-in" is only in the database, and --prune deletes it (add the ticket template to the file)"#
+        ]
+    );
+}
+
+#[test]
+fn queue_members_change_one_by_one() {
+    let state = applied(FILE);
+    let text = FILE.replace(
+        r#"members = ["alice@example.com", "Bob@Example.com"]"#,
+        r#"members = ["bob@example.com", "carol@example.com"]"#,
+    ) + "[[user]]\nemail = \"carol@example.com\"\n";
+    let p = plan(&file(&text), Some(&state), false).expect("plans");
+    assert_eq!(p.summary.queues.updated, 1);
+    assert_eq!(p.summary.users.created, 1);
+    assert_eq!(
+        p.ops,
+        [
+            Op::InsertUser(User {
+                id: -1,
+                email: "carol@example.com".into(),
+                name: None
+            }),
+            Op::RemoveMembers {
+                queue_id: 1,
+                user_ids: vec![1]
+            },
+            Op::AddMembers {
+                queue_id: 1,
+                user_ids: vec![-1]
+            },
+        ]
+    );
+    let mut after = state.clone();
+    p.execute_in_memory(&mut after);
+    assert_eq!(after.model.queues[0].member_ids, [2, 3]);
+    assert_eq!(plan(&file(&text), Some(&after), false).unwrap().ops, []);
+}
+
+#[test]
+fn access_queue_needs_a_template_with_a_queue() {
+    let state = applied(FILE);
+    // In the file: the policy's own template.
+    let text = FILE.replace("access = \"open\"", "access = \"queue\"");
+    let problem = r#"ticket_policy "Front desk": access: "queue" admits the members of the template's queue, and ticket template "Walk-in" has no queue"#;
+    assert_eq!(file(&text).to_model().unwrap_err(), [problem]);
+    // Only in the database: the same.
+    let only_policy = &text[text.find("[[ticket_policy]]").unwrap()..];
+    assert_eq!(
+        plan(&file(only_policy), Some(&state), false).unwrap_err(),
+        [problem]
+    );
+    // A template the file empties while a policy only the database has needs its queue.
+    let template = "[[ticket_template]]\nname = \"Helpdesk default\"\nseverity = \"minor\"\n";
+    assert_eq!(
+        plan(&file(template), Some(&state), false).unwrap_err(),
+        [
+            r#"ticket_template "Helpdesk default": queue: ticket policy "Helpdesk", which only the database has, has access "queue" and needs this template's queue"#
+        ]
+    );
+    // With --prune that policy goes (and so does everything else the file lacks).
+    assert!(plan(&file(template), Some(&state), true).is_ok());
+}
+
+#[test]
+fn destinations_move_between_policies() {
+    let state = applied(FILE);
+    // The two policies swap destinations: one is given a placeholder first.
+    let swapped = FILE
+        .replace("\"Help@Mon.Example.com\"", "\"tmp\"")
+        .replace("\"front@mon.example.com\"", "\"help@mon.example.com\"")
+        .replace("\"tmp\"", "\"front@mon.example.com\"");
+    let p = plan(&file(&swapped), Some(&state), false).expect("plans");
+    assert_eq!(p.summary.ticket_policies.updated, 2);
+    let ops: Vec<&Op> = p
+        .ops
+        .iter()
+        .filter(|op| !matches!(op, Op::UpdateTicketPolicy(_)))
+        .collect();
+    assert_eq!(ops, [&Op::FreeDestinations(vec![1, 2])]);
+    let mut after = state.clone();
+    p.execute_in_memory(&mut after);
+    assert_eq!(
+        after.model.ticket_policies[0].destination,
+        "front@mon.example.com"
+    );
+    // A destination a policy only the database has keeps: a problem unless pruning.
+    let taken = "[[ticket_policy]]\nname = \"New\"\ndestination = \"FRONT@mon.example.com\"\n\
+                 reply_address = \"new@example.com\"\ntemplate = \"Walk-in\"\naccess = \"open\"\n";
+    assert_eq!(
+        plan(&file(taken), Some(&state), false).unwrap_err(),
+        [
+            r#"ticket_policy "New": destination: "FRONT@mon.example.com" is the destination of ticket policy "Front desk", which only the database has (give one of them another destination, or use --prune)"#
+        ]
+    );
+    let pruned = format!(
+        "{}{taken}",
+        &FILE[..FILE.find("[[ticket_policy]]").unwrap()]
+    );
+    let p = plan(&file(&pruned), Some(&state), true).expect("plans");
+    assert_eq!(
+        p.ops.first(),
+        Some(&Op::Delete(Table::TicketPolicies, vec![1, 2]))
+    );
 }
 
 #[test]

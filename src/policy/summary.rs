@@ -24,24 +24,41 @@ pub struct Summary {
     pub originators: Counts,
     /// `event_policies`
     pub event_policies: Counts,
+    /// `users`
+    pub users: Counts,
+    /// `queues`; a queue whose members change counts as updated.
+    pub queues: Counts,
+    /// `ticket_templates`
+    pub ticket_templates: Counts,
+    /// `ticket_policies`
+    pub ticket_policies: Counts,
 }
 
 impl Summary {
     /// Whether anything was (or would be) written.
     pub fn changed(&self) -> bool {
-        [self.devices, self.originators, self.event_policies]
+        self.tables()
             .iter()
-            .any(|c| c.created + c.updated + c.deleted > 0)
+            .any(|(_, c)| c.created + c.updated + c.deleted > 0)
+    }
+
+    /// Each table's counts, with the name the summary gives it.
+    fn tables(&self) -> [(&'static str, Counts); 7] {
+        [
+            ("devices", self.devices),
+            ("originators", self.originators),
+            ("event policies", self.event_policies),
+            ("users", self.users),
+            ("queues", self.queues),
+            ("ticket templates", self.ticket_templates),
+            ("ticket policies", self.ticket_policies),
+        ]
     }
 }
 
 impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (name, c) in [
-            ("devices", self.devices),
-            ("originators", self.originators),
-            ("event policies", self.event_policies),
-        ] {
+        for (name, c) in self.tables() {
             writeln!(
                 f,
                 "{name}: {} created, {} updated, {} unchanged, {} deleted",
