@@ -5,18 +5,14 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::db::TestDb;
-use common::gateway::Gateway;
 use common::lmtp::Client;
-use common::postfix::{describe, free_port, run, unique_temp_dir, PostfixInstance};
-use common::serve::Serve;
+use common::postfix::unique_temp_dir;
+use common::stack::{config, mail, Stack};
 use mail_parser::MessageParser;
-use mailops::config::Config;
 use mailops::delivery::Delivery;
 use mailops::{lmtp, serve, state};
 
@@ -42,99 +38,19 @@ INSERT INTO ticket_policies (name, destination, reply_address, template_id, acce
                  ('Queue desk', 'queue@tickets.example.com', 'queue')) AS p(name, destination, access);
 ";
 
-/// mailops's config: the ticket domain authorized, notices through the gateway's open
-/// listener.
-fn config(dir: &Path, db: &TestDb, gateway: &str, extra: &str) -> (PathBuf, Config) {
-    let text = format!(
-        r#"
-[database]
-url = "{}"
-[lmtp]
-listen = "127.0.0.1:{}"
-[inbound]
-authorized_domains = ["mon.example.com", "tickets.example.com"]
-[postfix]
-smtpd_listen = "127.0.0.1:{}"
-mynetworks = ["127.0.0.0/8"]
-[outbound]
-from_address = "noreply@mon.example.com"
-gateway = "{gateway}"
-encryption = "none"
-ticket_url = "https://ops.example.com/tickets/%t"
-timeout_s = 10
-{extra}
-"#,
-        db.url,
-        free_port(),
-        free_port()
-    );
-    let file = dir.join("mailops.toml");
-    std::fs::write(&file, &text).expect("writing the config");
-    (file, Config::parse(&text, None).expect("test config"))
-}
+/// Tests of the ticket pipeline through the whole stack.
+struct Desk(Stack);
 
-/// A mail as a client writes it (CRLF line ends).
-fn mail(from: &str, to: &str, subject: &str, id: &str, headers: &[&str], body: &str) -> String {
-    let mut text = format!(
-        "From: {from}\r\nTo: {to}\r\nSubject: {subject}\r\nMessage-ID: <{id}>\r\n\
-         Date: Sun, 22 Nov 2026 10:00:00 +0000\r\n"
-    );
-    for h in headers {
-        text.push_str(h);
-        text.push_str("\r\n");
+impl std::ops::Deref for Desk {
+    type Target = Stack;
+    fn deref(&self) -> &Stack {
+        &self.0
     }
-    if !headers.iter().any(|h| h.starts_with("Content-Type")) {
-        text.push_str("Content-Type: text/plain; charset=utf-8\r\n");
-    }
-    text.push_str("\r\n");
-    text.push_str(&body.replace('\n', "\r\n"));
-    text.push_str("\r\n");
-    text
-}
-
-/// Everything one end-to-end test runs: the gateway, mailops, and its Postfix in front.
-struct Desk {
-    db: TestDb,
-    dir: PathBuf,
-    gateway: Gateway,
-    postfix: PostfixInstance,
-    _serve: Serve,
 }
 
 impl Desk {
     async fn start() -> Desk {
-        let gateway = Gateway::start();
-        let db = TestDb::new().await;
-        db.client()
-            .await
-            .batch_execute(POLICIES)
-            .await
-            .expect("policies");
-        let dir = unique_temp_dir("mailops-tickets");
-        let (file, config) = config(&dir, &db, &gateway.open.to_string(), "");
-        let serve = Serve::start(&file, &config);
-        let postfix = PostfixInstance::start(&config);
-        Desk {
-            db,
-            dir,
-            gateway,
-            postfix,
-            _serve: serve,
-        }
-    }
-
-    /// Sends `raw` from `from` to `to` through mailops's Postfix with swaks.
-    fn send(&self, from: &str, to: &str, raw: &str) {
-        let file = self.dir.join("mail.eml");
-        std::fs::write(&file, raw).expect("writing the mail");
-        let out = run(Command::new("swaks")
-            .args(["--server", &self.postfix.smtp_addr.to_string()])
-            .args(["--from", from, "--to", to])
-            .args(["--helo", "client.example.org"])
-            .arg("--data")
-            .arg(&file)
-            .args(["--timeout", "30"]));
-        assert!(out.status.success(), "{}", describe(&out));
+        Desk(Stack::start(POLICIES, "").await)
     }
 
     /// Waits until `n` mails are stored; returns the last one's `ignored_reason`.

@@ -75,7 +75,13 @@ pub async fn run(pool: Pool, current: Current, o: Arc<Outbound>) {
                 schedule.set(policy.id, next);
             }
         }
-        match store::roundtrip::sweep(&pool).await {
+        let sweep = async {
+            if state.roundtrips.is_empty() {
+                return Ok(0);
+            }
+            store::roundtrip::sweep(&pool).await
+        };
+        match sweep.await {
             Ok(0) => {}
             Ok(n) => tracing::warn!(probes = n, "round-trip probes timed out"),
             Err(e) => tracing::warn!(error = %e, "round-trip timeouts"),

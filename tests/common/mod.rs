@@ -9,3 +9,4 @@ pub mod lmtp;
 pub mod oauth;
 pub mod postfix;
 pub mod serve;
+pub mod stack;

@@ -1,0 +1,107 @@
+//! The whole product on one machine, for end-to-end tests: a real gateway for what mailops
+//! sends, `mailops serve` on a fresh database, and its Postfix (from the generated
+//! configuration) in front.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use mailops::config::Config;
+
+use super::db::TestDb;
+use super::gateway::Gateway;
+use super::postfix::{describe, free_port, run, unique_temp_dir, PostfixInstance};
+use super::serve::Serve;
+
+/// mailops's config: the ticket domain authorized, notices through the gateway's open
+/// listener.
+pub fn config(dir: &Path, db: &TestDb, gateway: &str, extra: &str) -> (PathBuf, Config) {
+    let text = format!(
+        r#"
+[database]
+url = "{}"
+[lmtp]
+listen = "127.0.0.1:{}"
+[inbound]
+authorized_domains = ["mon.example.com", "tickets.example.com"]
+[postfix]
+smtpd_listen = "127.0.0.1:{}"
+mynetworks = ["127.0.0.0/8"]
+[outbound]
+from_address = "noreply@mon.example.com"
+gateway = "{gateway}"
+encryption = "none"
+ticket_url = "https://ops.example.com/tickets/%t"
+timeout_s = 10
+{extra}
+"#,
+        db.url,
+        free_port(),
+        free_port()
+    );
+    let file = dir.join("mailops.toml");
+    std::fs::write(&file, &text).expect("writing the config");
+    (file, Config::parse(&text, None).expect("test config"))
+}
+
+/// A mail as a client writes it (CRLF line ends).
+pub fn mail(from: &str, to: &str, subject: &str, id: &str, headers: &[&str], body: &str) -> String {
+    let mut text = format!(
+        "From: {from}\r\nTo: {to}\r\nSubject: {subject}\r\nMessage-ID: <{id}>\r\n\
+         Date: Sun, 22 Nov 2026 10:00:00 +0000\r\n"
+    );
+    for h in headers {
+        text.push_str(h);
+        text.push_str("\r\n");
+    }
+    if !headers.iter().any(|h| h.starts_with("Content-Type")) {
+        text.push_str("Content-Type: text/plain; charset=utf-8\r\n");
+    }
+    text.push_str("\r\n");
+    text.push_str(&body.replace('\n', "\r\n"));
+    text.push_str("\r\n");
+    text
+}
+
+/// Everything one end-to-end test runs: the gateway, mailops, and its Postfix in front.
+pub struct Stack {
+    pub db: TestDb,
+    pub dir: PathBuf,
+    pub gateway: Gateway,
+    pub postfix: PostfixInstance,
+    _serve: Serve,
+}
+
+impl Stack {
+    /// Starts everything, with `setup` (SQL) run on the database first and `extra` lines
+    /// added to `[outbound]`.
+    pub async fn start(setup: &str, extra: &str) -> Stack {
+        let gateway = Gateway::start();
+        let db = TestDb::new().await;
+        db.client().await.batch_execute(setup).await.expect("setup");
+        let dir = unique_temp_dir("mailops-tickets");
+        let (file, config) = config(&dir, &db, &gateway.open.to_string(), extra);
+        let serve = Serve::start(&file, &config);
+        let postfix = PostfixInstance::start(&config);
+        Stack {
+            db,
+            dir,
+            gateway,
+            postfix,
+            _serve: serve,
+        }
+    }
+
+    /// Sends `raw` from `from` to `to` through mailops's Postfix with swaks.
+    pub fn send(&self, from: &str, to: &str, raw: &str) {
+        let file = self.dir.join("mail.eml");
+        std::fs::write(&file, raw).expect("writing the mail");
+        let out = run(Command::new("swaks")
+            .args(["--server", &self.postfix.smtp_addr.to_string()])
+            .args(["--from", from, "--to", to])
+            .args(["--helo", "client.example.org"])
+            .arg("--data")
+            .arg(&file)
+            .args(["--timeout", "30"]));
+        assert!(out.status.success(), "{}", describe(&out));
+    }
+}
