@@ -7,6 +7,7 @@ use super::file::PolicyFile;
 use super::plan::{plan, Existing, Op, Plan, Table};
 use super::Model;
 use crate::events::model::{Device, EventPolicy, Originator};
+use crate::roundtrip::model::RoundtripPolicy;
 use crate::tickets::model::{Queue, Template, TicketPolicy, User};
 
 impl Plan {
@@ -96,6 +97,7 @@ impl Plan {
                         .unzip();
                 }
                 Op::Delete(Table::Devices, ids) => m.devices.retain(|d| !ids.contains(&d.id)),
+                Op::Delete(Table::Roundtrips, ids) => m.roundtrips.retain(|r| !ids.contains(&r.id)),
                 Op::InsertUser(u) => {
                     let id = next(m.users.iter().map(|u| u.id));
                     users.insert(u.id, id);
@@ -153,6 +155,19 @@ impl Plan {
                         None => {
                             let id = next(m.ticket_policies.iter().map(|p| p.id));
                             m.ticket_policies.push(TicketPolicy { id, ..want });
+                        }
+                    }
+                }
+                Op::InsertRoundtrip(r) | Op::UpdateRoundtrip(r) => {
+                    let want = RoundtripPolicy {
+                        device_id: real(&devices, r.device_id),
+                        ..r.clone()
+                    };
+                    match m.roundtrips.iter_mut().find(|row| row.id == r.id) {
+                        Some(row) => *row = want,
+                        None => {
+                            let id = next(m.roundtrips.iter().map(|r| r.id));
+                            m.roundtrips.push(RoundtripPolicy { id, ..want });
                         }
                     }
                 }
