@@ -534,4 +534,19 @@ fn the_shipped_example_is_valid_on_its_own_and_with_the_shipped_config() {
         !file.ticket_policies.is_empty(),
         "the example shows tickets"
     );
+    // Round trips are commented out (they would mail probes once [outbound] is set): valid too.
+    assert!(file.roundtrips.is_empty(), "the example sends no probes");
+    let example = &text[text
+        .find("\n# [[device]]\n")
+        .expect("a commented round trip")..];
+    let uncommented: String = example
+        .lines()
+        .map(|l| format!("{}\n", l.strip_prefix('#').unwrap_or(l).trim_start()))
+        .collect();
+    let file = PolicyFile::parse(&format!("{text}{uncommented}"))
+        .unwrap_or_else(|p| panic!("{}", p.join("\n")));
+    let model = file
+        .to_model()
+        .unwrap_or_else(|p| panic!("{}", p.join("\n")));
+    assert_eq!(model.roundtrips.len(), 1);
 }
