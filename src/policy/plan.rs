@@ -165,6 +165,23 @@ fn article(what: &str) -> &'static str {
     }
 }
 
+/// Device ids by name, for the entries that name a device: the file's devices (provisional ids
+/// when new) and the database's.
+pub(super) struct DeviceIds<'a> {
+    file: HashMap<&'a str, i64>,
+    database: HashMap<&'a str, i64>,
+    scope: Scope,
+}
+
+impl DeviceIds<'_> {
+    /// The id of the device named `name`, as [`Scope::resolve`] finds it.
+    pub(super) fn resolve(&self, name: &str) -> Result<i64, String> {
+        let found = (self.file.get(name), self.database.get(name));
+        self.scope
+            .resolve(name, found.0.copied(), found.1.copied(), "device")
+    }
+}
+
 /// Decides what applying `file` (already checked) to `existing` writes; `None` plans against an
 /// empty database, with problems worded for a file on its own. `prune` also deletes what the
 /// file does not have, so references must then resolve within the file.
@@ -181,32 +198,19 @@ pub(crate) fn plan(
     };
     let mut problems = Problems::default();
     let mut plan = Plan::default();
-    let devices = plan_devices(file, db, &mut plan, &mut problems);
-    let db_devices: HashMap<&str, i64> = db
-        .model
-        .devices
-        .iter()
-        .map(|d| (d.name.as_str(), d.id))
-        .collect();
-    plan_originators(
-        file,
-        db,
+    let devices = DeviceIds {
+        file: plan_devices(file, db, &mut plan, &mut problems),
+        database: db
+            .model
+            .devices
+            .iter()
+            .map(|d| (d.name.as_str(), d.id))
+            .collect(),
         scope,
-        &devices,
-        &db_devices,
-        &mut plan,
-        &mut problems,
-    );
+    };
+    plan_originators(file, db, &devices, &mut plan, &mut problems);
     plan_event_policies(file, db, scope, &mut plan, &mut problems);
-    plan_roundtrips(
-        file,
-        db,
-        scope,
-        &devices,
-        &db_devices,
-        &mut plan,
-        &mut problems,
-    );
+    plan_roundtrips(file, db, &devices, &mut plan, &mut problems);
     if prune {
         plan_prune(file, db, &mut plan);
     }
@@ -298,9 +302,7 @@ fn plan_devices<'f>(
 fn plan_originators(
     file: &PolicyFile,
     db: &Existing,
-    scope: Scope,
-    devices: &HashMap<&str, i64>,
-    db_devices: &HashMap<&str, i64>,
+    devices: &DeviceIds,
     plan: &mut Plan,
     problems: &mut Problems,
 ) {
@@ -314,12 +316,7 @@ fn plan_originators(
     for (i, o) in file.originators.iter().enumerate() {
         let default_device_id = match &o.default_device {
             None => None,
-            Some(name) => match scope.resolve(
-                name,
-                devices.get(name.as_str()).copied(),
-                db_devices.get(name.as_str()).copied(),
-                "device",
-            ) {
+            Some(name) => match devices.resolve(name) {
                 Ok(id) => Some(id),
                 Err(why) => {
                     problems.entry(Kind::Originator, i, format!("default_device {why}"));

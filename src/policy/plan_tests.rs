@@ -326,11 +326,8 @@ from = "rt@mon.example.com"
         device_id: 4242,
         send_to: "probe@customer.example".into(),
         from_address: "rt@mon.example.com".into(),
-        interval_s: 300,
-        timeout_s: 600,
-        enabled: true,
-        body: DEFAULT_BODY.into(),
-        severity: Severity::Major,
+        // The defaults, as "Gmail loop" has them.
+        ..state.model.roundtrips[1].clone()
     })));
     assert_eq!(
         plan(&file(text), Some(&state), true).unwrap_err(),

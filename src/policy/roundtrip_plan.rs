@@ -1,30 +1,24 @@
 //! What applying the `[[roundtrip]]` entries changes, decided without I/O like the rest of the
 //! plan (with `--prune`, `plan_prune` deletes the ones the file lacks, before devices).
 
-use std::collections::HashMap;
-
 use super::check::{Kind, Problems};
 use super::file::PolicyFile;
-use super::plan::{by, provisional, write_row, Existing, Op, Plan, Scope};
+use super::plan::{by, provisional, write_row, DeviceIds, Existing, Op, Plan};
 use crate::roundtrip::model::RoundtripPolicy;
 
-/// Round-trip policies, keyed by name; `device` names a device of the file (`devices`: each
-/// one's id, provisional when new) or, unless pruning, of the database (`db_devices`).
+/// Round-trip policies, keyed by name; `device` names a device of the file or, unless pruning,
+/// of the database.
 pub(super) fn plan_roundtrips(
     file: &PolicyFile,
     db: &Existing,
-    scope: Scope,
-    devices: &HashMap<&str, i64>,
-    db_devices: &HashMap<&str, i64>,
+    devices: &DeviceIds,
     plan: &mut Plan,
     problems: &mut Problems,
 ) {
     let by_name = by(&db.model.roundtrips, |r| r.name.as_str());
     let mut counter = 0;
     for (i, r) in file.roundtrips.iter().enumerate() {
-        let name = r.device.as_str();
-        let found = (devices.get(name).copied(), db_devices.get(name).copied());
-        let device_id = match scope.resolve(name, found.0, found.1, "device") {
+        let device_id = match devices.resolve(&r.device) {
             Ok(id) => id,
             Err(why) => {
                 problems.entry(Kind::Roundtrip, i, format!("device {why}"));
