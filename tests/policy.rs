@@ -1,6 +1,6 @@
 //! `policy apply` and `policy export` against a real PostgreSQL: rows, idempotence (no writes,
-//! no NOTIFY), export round trips, --prune, every problem at once, device ids, ticket
-//! destinations, concurrency.
+//! no NOTIFY), export round trips, --prune (round trips before their devices), every problem at
+//! once, device ids, ticket destinations, concurrency.
 
 mod common;
 
@@ -62,7 +62,7 @@ async fn prune(db: &TestDb, text: &str) -> Result<Summary, policy::Error> {
 }
 
 /// The policy tables.
-const TABLES: [&str; 8] = [
+const TABLES: [&str; 9] = [
     "devices",
     "originator_policies",
     "event_policies",
@@ -71,6 +71,7 @@ const TABLES: [&str; 8] = [
     "queue_members",
     "ticket_templates",
     "ticket_policies",
+    "roundtrip_policies",
 ];
 
 /// Every row of the policy tables with its `xmin`, which any write (even of equal values)
@@ -116,6 +117,7 @@ fn every_table(c: Counts) -> Summary {
         queues: c,
         ticket_templates: c,
         ticket_policies: c,
+        roundtrips: c,
     }
 }
 
@@ -185,7 +187,8 @@ async fn apply_creates_the_rows_the_file_declares() {
          users: 2 created, 0 updated, 0 unchanged, 0 deleted\n\
          queues: 2 created, 0 updated, 0 unchanged, 0 deleted\n\
          ticket templates: 2 created, 0 updated, 0 unchanged, 0 deleted\n\
-         ticket policies: 2 created, 0 updated, 0 unchanged, 0 deleted\n"
+         ticket policies: 2 created, 0 updated, 0 unchanged, 0 deleted\n\
+         round-trip policies: 2 created, 0 updated, 0 unchanged, 0 deleted\n"
     );
 
     let c = db.client().await;
@@ -322,6 +325,24 @@ async fn apply_creates_the_rows_the_file_declares() {
              You are not allowed to open tickets in this queue.",
         ]
     );
+    assert_eq!(
+        rows(
+            "SELECT concat_ws(' | ', p.name, d.name, p.send_to, p.from_address, p.interval_s,
+                              p.timeout_s, p.enabled, p.body, p.severity)
+             FROM roundtrip_policies p JOIN devices d ON d.id = p.device_id ORDER BY p.id"
+        )
+        .await,
+        [
+            "Exchange Online loop | nas1.example.com | RT-Probe@Customer.example | \
+             rt-probe@mon.example.com | 60 | 900 | f | \
+             mailops round-trip probe - forward to notify@mon.example.com | critical",
+            &format!(
+                "Gmail loop | backup-virtual | probe@gmail.example | rt@mon.example.com | 300 | \
+                 600 | t | {} | major",
+                policy::file::DEFAULT_BODY
+            ),
+        ]
+    );
     // Ticket destinations are valid recipients at once.
     assert_eq!(
         rows("SELECT address FROM valid_recipients WHERE route = 'ticket' ORDER BY address").await,
@@ -337,6 +358,7 @@ async fn apply_creates_the_rows_the_file_declares() {
     assert_eq!(model.queues, offline.queues);
     assert_eq!(model.templates, offline.templates);
     assert_eq!(model.ticket_policies, offline.ticket_policies);
+    assert_eq!(model.roundtrips, offline.roundtrips);
     assert_eq!(model.originators.len(), 2);
     assert_eq!(
         model.originators[0].default_device_id,
@@ -412,6 +434,17 @@ async fn export_then_apply_changes_nothing() {
         exported.contains("msg_not_in_queue = \"You are not allowed"),
         "{exported}"
     );
+    // Round trips: the device by name, `from` for from_address, defaults written out.
+    assert!(
+        exported.contains(&format!(
+            "[[roundtrip]]\nname = \"Gmail loop\"\ndevice = \"backup-virtual\"\n\
+             send_to = \"probe@gmail.example\"\nfrom = \"rt@mon.example.com\"\n\
+             interval_s = 300\ntimeout_s = 600\nenabled = true\nbody = \"{}\"\n\
+             severity = \"major\"\n",
+            policy::file::DEFAULT_BODY
+        )),
+        "{exported}"
+    );
 
     let mut listener = Listener::new(&db).await;
     let before = snapshot(&db).await;
@@ -443,18 +476,24 @@ async fn prune_removes_what_the_file_lacks_but_not_a_device_still_in_use() {
         "[[queue]]",
         "[[ticket_template]]",
         "[[ticket_policy]]",
+        "name = \"Exchange Online loop\"",
     ]);
     // Without --prune, what the file lacks stays.
     let summary = apply(&db, smaller).await;
     assert!(!summary.changed(), "{summary}");
 
     // A device the database has but the file lacks cannot be pruned while a kept originator
-    // uses it: every such problem is listed and nothing is written.
+    // or round trip uses it: every such problem is listed and nothing is written.
     let before = snapshot(&db).await;
-    let uses_nas = smaller.replace(
-        "default_device = \"backup-virtual\"",
-        "default_device = \"nas1.example.com\"",
-    );
+    let uses_nas = smaller
+        .replace(
+            "default_device = \"backup-virtual\"",
+            "default_device = \"nas1.example.com\"",
+        )
+        .replace(
+            "\ndevice = \"backup-virtual\"",
+            "\ndevice = \"nas1.example.com\"",
+        );
     let err = prune(&db, &uses_nas).await.unwrap_err();
     let policy::Error::Invalid(problems) = err else {
         panic!("expected problems, got {err}");
@@ -462,10 +501,23 @@ async fn prune_removes_what_the_file_lacks_but_not_a_device_still_in_use() {
     assert_eq!(
         problems,
         [
-            r#"originator "Veeam@Example.com" (entry 1): default_device "nas1.example.com" is only in the database, and --prune deletes it (add the device to the file)"#
+            r#"originator "Veeam@Example.com" (entry 1): default_device "nas1.example.com" is only in the database, and --prune deletes it (add the device to the file)"#,
+            r#"roundtrip "Gmail loop": device "nas1.example.com" is only in the database, and --prune deletes it (add the device to the file)"#,
         ]
     );
     assert_eq!(snapshot(&db).await, before);
+
+    // The round trip on nas1 has probed: its history goes with it (ON DELETE CASCADE), and it
+    // goes before nas1, which it would keep from being deleted (ON DELETE RESTRICT).
+    let c = db.client().await;
+    c.batch_execute(
+        "INSERT INTO roundtrip_schedule (roundtrip_policy_id, next_probe_at)
+             SELECT id, now() FROM roundtrip_policies WHERE name = 'Exchange Online loop';
+         INSERT INTO roundtrip_probes (roundtrip_policy_id, token)
+             SELECT id, 'probe-1' FROM roundtrip_policies WHERE name = 'Exchange Online loop'",
+    )
+    .await
+    .unwrap();
 
     let summary = prune(&db, smaller).await.expect("prunes");
     assert_eq!(
@@ -474,10 +526,10 @@ async fn prune_removes_what_the_file_lacks_but_not_a_device_still_in_use() {
             devices: counts(0, 0, 1, 1),
             originators: counts(0, 0, 1, 1),
             event_policies: counts(0, 0, 1, 1),
+            roundtrips: counts(0, 0, 1, 1),
             ..every_table(counts(0, 0, 0, 2))
         }
     );
-    let c = db.client().await;
     let names: Vec<String> = c
         .query("SELECT name FROM devices ORDER BY id", &[])
         .await
@@ -488,7 +540,12 @@ async fn prune_removes_what_the_file_lacks_but_not_a_device_still_in_use() {
     assert_eq!(names, ["backup-virtual"]);
     assert_eq!(rows_in(&db, &["originator_policies"]).await, 1);
     assert_eq!(rows_in(&db, &["event_policies"]).await, 1);
-    assert_eq!(rows_in(&db, &TABLES[3..]).await, 0, "no ticket rows left");
+    assert_eq!(rows_in(&db, &TABLES[3..8]).await, 0, "no ticket rows left");
+    assert_eq!(rows_in(&db, &["roundtrip_policies"]).await, 1);
+    assert_eq!(
+        rows_in(&db, &["roundtrip_schedule", "roundtrip_probes"]).await,
+        0
+    );
     assert!(!prune(&db, smaller).await.unwrap().changed());
 }
 
@@ -605,16 +662,19 @@ async fn a_bad_file_lists_every_problem_and_writes_nothing() {
             "alignment = \"override\"\nregex = 1",
         )
         .replace("access = \"open\"", "access = \"anyone\"")
-        + "\n[[roundtrip]]\nname = \"probe\"\n";
+        .replace("timeout_s = 900", "timeout_s = 0")
+        + "\n[[roundtrip]]\nname = \"probe\"\ndevice = \"nas1.example.com\"\n";
     let problems = PolicyFile::parse(&bad).unwrap_err();
     let want = [
-        "[[roundtrip]]: not supported yet by this version of mailops",
         r#"device "nas1.example.com": ip: invalid IP address syntax"#,
         r#"device "nas1.example.com": colour: unknown key"#,
         r#"originator "Veeam@Example.com" (entry 1): regex: unknown key"#,
         r#"event_policy "Veeam job succeeded": first_match: invalid regex: regex parse error:"#,
         r#"event_policy "Veeam job failed": severity: unknown variant `fatal`"#,
         r#"ticket_policy "Front desk": access: unknown variant `anyone`"#,
+        r#"roundtrip "Exchange Online loop": timeout_s: 0 is not a positive number of seconds"#,
+        r#"roundtrip "probe": send_to: missing (required)"#,
+        r#"roundtrip "probe": from: missing (required)"#,
     ];
     assert_eq!(problems.len(), want.len(), "{problems:#?}");
     for (got, want) in problems.iter().zip(want) {
@@ -633,18 +693,20 @@ async fn a_bad_file_lists_every_problem_and_writes_nothing() {
             "clears = \"Veeam job broke\"",
         )
         .replace("template = \"Walk-in\"", "template = \"Walk in\"")
+        .replace("\ndevice = \"backup-virtual\"", "\ndevice = \"backup\"")
         + "\n[[device]]\nname = \"spare\"\nid = 4242\n";
     let err = apply_with(&db, &clashing, Options::default())
         .await
         .unwrap_err();
     assert_eq!(
         err.to_string(),
-        "5 problems, nothing was written:\n  \
+        "6 problems, nothing was written:\n  \
          device \"nas1.example.com\": id: 4243 differs from the id this device has in the database, 4242; a device's id cannot change\n  \
          device \"spare\": id: 4242 is already the id of device \"nas1.example.com\" in the database\n  \
          originator \"Veeam@Example.com\" (entry 1): default_device \"backup\" is not a device in this file or the database\n  \
          event_policy \"Veeam job succeeded\": clears \"Veeam job broke\" is not an event policy in this file or the database\n  \
-         ticket_policy \"Front desk\": template \"Walk in\" is not a ticket template in this file or the database"
+         ticket_policy \"Front desk\": template \"Walk in\" is not a ticket template in this file or the database\n  \
+         roundtrip \"Gmail loop\": device \"backup\" is not a device in this file or the database"
     );
     assert_eq!(snapshot(&db).await, before);
     assert_eq!(listener.since_last(&db).await, Vec::<String>::new());

@@ -16,14 +16,15 @@ const LOCK_KEY: i64 = 0x0000_706f_6c69_6379;
 /// How to apply a file.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Options {
-    /// Also delete the policies, devices, users, queues and templates the file does not have.
+    /// Also delete the policies (round trips included), devices, users, queues and templates the
+    /// file does not have.
     pub prune: bool,
     /// Make the writes, then roll them back: checks everything, changes nothing.
     pub dry_run: bool,
 }
 
 /// Makes the database's policies (devices, originator and event policies, users, queues, ticket
-/// templates and policies) what `file` says, in one transaction, writing only rows that differ.
+/// templates and policies, round-trip policies) what `file` says, in one transaction, writing only rows that differ.
 /// Every problem (the file's own, ticket policy destinations mail cannot reach under `inbound`,
 /// and references or ids that clash with the database) is returned at once, and then nothing is
 /// written.
@@ -331,6 +332,39 @@ async fn write(tx: &Transaction<'_>, ops: &[Op]) -> Result<(), tokio_postgres::E
                         &m.failed,
                         &m.not_registered,
                         &m.not_in_queue,
+                    ],
+                )
+                .await?;
+            }
+            Op::InsertRoundtrip(r) | Op::UpdateRoundtrip(r) => {
+                // Both by name (the key): one list of parameters serves both.
+                let sql = if matches!(op, Op::InsertRoundtrip(_)) {
+                    "INSERT INTO roundtrip_policies
+                         (name, device_id, send_to, from_address, interval_s, timeout_s, enabled,
+                          body, severity)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+                } else {
+                    "UPDATE roundtrip_policies
+                     SET device_id = $2, send_to = $3, from_address = $4, interval_s = $5,
+                         timeout_s = $6, enabled = $7, body = $8, severity = $9
+                     WHERE name = $1
+                       AND (device_id, send_to, from_address, interval_s, timeout_s, enabled,
+                            body, severity)
+                           IS DISTINCT FROM ($2::bigint, $3::text, $4::text, $5::integer,
+                                             $6::integer, $7::boolean, $8::text, $9::text)"
+                };
+                tx.execute(
+                    sql,
+                    &[
+                        &r.name,
+                        &real(&devices, r.device_id),
+                        &r.send_to,
+                        &r.from_address,
+                        &r.interval_s,
+                        &r.timeout_s,
+                        &r.enabled,
+                        &r.body,
+                        &r.severity.as_str(),
                     ],
                 )
                 .await?;

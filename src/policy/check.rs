@@ -19,11 +19,12 @@ pub(crate) enum Kind {
     Queue,
     TicketTemplate,
     TicketPolicy,
+    Roundtrip,
 }
 
 impl Kind {
     /// Every kind, in file format order.
-    pub(crate) const ALL: [Kind; 7] = [
+    pub(crate) const ALL: [Kind; 8] = [
         Kind::Device,
         Kind::Originator,
         Kind::EventPolicy,
@@ -31,6 +32,7 @@ impl Kind {
         Kind::Queue,
         Kind::TicketTemplate,
         Kind::TicketPolicy,
+        Kind::Roundtrip,
     ];
 
     /// The array's name in the file.
@@ -43,6 +45,7 @@ impl Kind {
             Kind::Queue => "queue",
             Kind::TicketTemplate => "ticket_template",
             Kind::TicketPolicy => "ticket_policy",
+            Kind::Roundtrip => "roundtrip",
         }
     }
 
@@ -159,6 +162,7 @@ impl Labels {
             Kind::TicketPolicy,
             &keys(&file.ticket_policies, |e| &e.name),
         );
+        labels.add(Kind::Roundtrip, &keys(&file.roundtrips, |e| &e.name));
         labels
     }
 
@@ -246,10 +250,8 @@ pub(crate) fn check(entries: &Entries, problems: &mut Problems) {
         if p.clears.as_deref() == Some(p.name.as_str()) {
             at("clears: an event policy cannot clear itself".into());
         }
-        if let Some(s) = p.expire_after_s.filter(|s| *s < 1) {
-            at(format!(
-                "expire_after_s: {s} is not a positive number of seconds"
-            ));
+        if let Some(s) = p.expire_after_s {
+            positive_seconds(s, "expire_after_s", &mut at);
         }
     }
 }
@@ -336,6 +338,15 @@ pub(super) fn optional_text(value: &Option<String>, field: &str, at: &mut impl F
     if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
         at(format!(
             "{field}: must not be empty (leave the key out instead)"
+        ));
+    }
+}
+
+/// A number of seconds that is at least 1.
+pub(super) fn positive_seconds(seconds: i32, field: &str, at: &mut impl FnMut(String)) {
+    if seconds < 1 {
+        at(format!(
+            "{field}: {seconds} is not a positive number of seconds"
         ));
     }
 }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use deadpool_postgres::Pool;
 
 use super::file::{
-    DeviceEntry, EventPolicyEntry, OriginatorEntry, QueueEntry, TicketPolicyEntry,
+    DeviceEntry, EventPolicyEntry, OriginatorEntry, QueueEntry, RoundtripEntry, TicketPolicyEntry,
     TicketTemplateEntry, UserEntry,
 };
 use super::{load, Model, PolicyFile};
@@ -124,6 +124,22 @@ impl PolicyFile {
                     msg_failed: p.messages.failed.clone(),
                     msg_not_registered: p.messages.not_registered.clone(),
                     msg_not_in_queue: p.messages.not_in_queue.clone(),
+                })
+                .collect(),
+            roundtrips: model
+                .roundtrips
+                .iter()
+                .map(|r| RoundtripEntry {
+                    name: r.name.clone(),
+                    // Not found, it is left empty: applying the export reports it.
+                    device: name(&devices, Some(r.device_id)).unwrap_or_default(),
+                    send_to: r.send_to.clone(),
+                    from: r.from_address.clone(),
+                    interval_s: r.interval_s,
+                    timeout_s: r.timeout_s,
+                    enabled: r.enabled,
+                    body: r.body.clone(),
+                    severity: r.severity,
                 })
                 .collect(),
         }

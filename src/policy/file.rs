@@ -7,6 +7,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::check::{check, Kind, Labels, Problems};
+use super::roundtrip_checks::check_roundtrips;
 use super::ticket_checks::{check_destinations, check_tickets};
 use crate::config::Inbound;
 use crate::events::model::{Alignment, MatchLogic, PatternType, RegexType, Severity};
@@ -15,7 +16,7 @@ use crate::route::address_key;
 use crate::tickets::model::{Access, Status};
 
 /// A policy file: its arrays (`[[device]]`, `[[originator]]`, `[[event_policy]]`, `[[user]]`,
-/// `[[queue]]`, `[[ticket_template]]`, `[[ticket_policy]]`), each in file order.
+/// `[[queue]]`, `[[ticket_template]]`, `[[ticket_policy]]`, `[[roundtrip]]`), each in file order.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct PolicyFile {
     /// `[[device]]`
@@ -39,6 +40,9 @@ pub struct PolicyFile {
     /// `[[ticket_policy]]`
     #[serde(rename = "ticket_policy", skip_serializing_if = "Vec::is_empty")]
     pub ticket_policies: Vec<TicketPolicyEntry>,
+    /// `[[roundtrip]]`
+    #[serde(rename = "roundtrip", skip_serializing_if = "Vec::is_empty")]
+    pub roundtrips: Vec<RoundtripEntry>,
 }
 
 /// One `[[device]]`, keyed by `name`.
@@ -234,8 +238,63 @@ impl TicketPolicyEntry {
     }
 }
 
-/// Arrays the design reserves for later features: named as "not supported yet", not "unknown".
-const NOT_YET: &[&str] = &["roundtrip"];
+/// One `[[roundtrip]]`, keyed by `name`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoundtripEntry {
+    /// Unique name.
+    pub name: String,
+    /// The name of the device its timings and timeout events belong to.
+    pub device: String,
+    /// The external mailbox the probe goes to, which forwards it back to `notify@`.
+    pub send_to: String,
+    /// The probe's From and envelope sender (`roundtrip_policies.from_address`).
+    pub from: String,
+    /// Seconds between probes; [`DEFAULT_INTERVAL_S`] when absent.
+    #[serde(default = "default_interval_s")]
+    pub interval_s: i32,
+    /// Seconds a probe may take to come back; [`DEFAULT_TIMEOUT_S`] when absent.
+    #[serde(default = "default_timeout_s")]
+    pub timeout_s: i32,
+    /// Whether probes are sent; `true` when absent.
+    #[serde(default = "default_enabled")]
+    pub enabled: bool,
+    /// The probe's text (the token is added to it); [`DEFAULT_BODY`] when absent.
+    #[serde(default = "default_body")]
+    pub body: String,
+    /// The severity of the timeout event; `major` when absent.
+    #[serde(default = "default_severity")]
+    pub severity: Severity,
+}
+
+/// The seconds between probes a round trip gets when it names none.
+pub const DEFAULT_INTERVAL_S: i32 = 300;
+
+/// The seconds a probe may take that a round trip gets when it names none.
+pub const DEFAULT_TIMEOUT_S: i32 = 600;
+
+/// The probe text a round trip gets when it names none: what the remote side should do.
+pub const DEFAULT_BODY: &str = "This is a mailops round-trip probe. Please forward it, unchanged, \
+     to the notify@ address of the mailops server that sent it.";
+
+fn default_interval_s() -> i32 {
+    DEFAULT_INTERVAL_S
+}
+
+fn default_timeout_s() -> i32 {
+    DEFAULT_TIMEOUT_S
+}
+
+fn default_enabled() -> bool {
+    true
+}
+
+fn default_body() -> String {
+    DEFAULT_BODY.to_owned()
+}
+
+fn default_severity() -> Severity {
+    Severity::Major
+}
 
 impl PolicyFile {
     /// Parses and checks policy file text; on failure, every problem found, each naming its entry.
@@ -257,13 +316,10 @@ impl PolicyFile {
             queues: array(&mut table, p, l),
             ticket_templates: array(&mut table, p, l),
             ticket_policies: array(&mut table, p, l),
+            roundtrips: array(&mut table, p, l),
         };
         for (key, value) in &table {
-            if NOT_YET.contains(&key.as_str()) {
-                problems.file(format!(
-                    "[[{key}]]: not supported yet by this version of mailops"
-                ));
-            } else if value.is_array() {
+            if value.is_array() {
                 let known: Vec<String> = Kind::ALL
                     .iter()
                     .map(|k| format!("[[{}]]", k.key()))
@@ -308,7 +364,8 @@ impl PolicyFile {
 
     /// The file as TOML, in the format [`PolicyFile::parse`] reads.
     pub fn to_toml(&self) -> String {
-        toml::to_string(self).expect("policy entries hold only strings, integers and addresses")
+        toml::to_string(self)
+            .expect("policy entries hold only strings, integers, booleans and addresses")
     }
 }
 
@@ -323,6 +380,7 @@ pub(crate) struct Entries {
     pub queues: Vec<(usize, QueueEntry)>,
     pub ticket_templates: Vec<(usize, TicketTemplateEntry)>,
     pub ticket_policies: Vec<(usize, TicketPolicyEntry)>,
+    pub roundtrips: Vec<(usize, RoundtripEntry)>,
 }
 
 impl Entries {
@@ -338,6 +396,7 @@ impl Entries {
             queues: indexed(&file.queues),
             ticket_templates: indexed(&file.ticket_templates),
             ticket_policies: indexed(&file.ticket_policies),
+            roundtrips: indexed(&file.roundtrips),
         }
     }
 
@@ -353,6 +412,7 @@ impl Entries {
             queues: only(self.queues),
             ticket_templates: only(self.ticket_templates),
             ticket_policies: only(self.ticket_policies),
+            roundtrips: only(self.roundtrips),
         }
     }
 
@@ -360,6 +420,7 @@ impl Entries {
     fn check(&self, problems: &mut Problems) {
         check(self, problems);
         check_tickets(self, problems);
+        check_roundtrips(self, problems);
     }
 }
 
@@ -454,6 +515,12 @@ impl Entry for TicketPolicyEntry {
         ("template", ""),
         ("access", "open"),
     ];
+}
+
+impl Entry for RoundtripEntry {
+    const KIND: Kind = Kind::Roundtrip;
+    const STAND_INS: &'static [(&'static str, &'static str)] =
+        &[("name", ""), ("device", ""), ("send_to", ""), ("from", "")];
 }
 
 /// Deserializes one entry, reporting every unknown key, every missing key and every value of

@@ -73,6 +73,25 @@ fn the_sample_parses_with_its_defaults() {
     );
     assert_eq!(file.ticket_policies[0].msg_created, "Ticket %t opened: %W");
     assert_eq!(file.ticket_policies[0].access, Access::Queue);
+    assert_eq!(file.roundtrips[0].from, "rt-probe@mon.example.com");
+    assert_eq!(
+        (file.roundtrips[0].timeout_s, file.roundtrips[0].enabled),
+        (900, false)
+    );
+    assert_eq!(
+        file.roundtrips[1],
+        RoundtripEntry {
+            name: "Gmail loop".into(),
+            device: "backup-virtual".into(),
+            send_to: "probe@gmail.example".into(),
+            from: "rt@mon.example.com".into(),
+            interval_s: 300,
+            timeout_s: 600,
+            enabled: true,
+            body: DEFAULT_BODY.into(),
+            severity: Severity::Major,
+        }
+    );
     assert_eq!(file.check(), Vec::<String>::new());
 }
 
@@ -110,6 +129,12 @@ fn entry(kind: &str, overrides: &[(&str, &str)]) -> String {
         "user" => &[("email", "\"alice@example.com\"")],
         "queue" => &[("name", "\"Desk\"")],
         "ticket_template" => &[("name", "\"Default\""), ("severity", "\"minor\"")],
+        "roundtrip" => &[
+            ("name", "\"Loop\""),
+            ("device", "\"nas1\""),
+            ("send_to", "\"probe@customer.example\""),
+            ("from", "\"rt@mon.example.com\""),
+        ],
         _ => &[
             ("name", "\"Help\""),
             ("destination", "\"help@mon.example.com\""),
@@ -149,6 +174,9 @@ fn template(o: &[(&str, &str)]) -> String {
 }
 fn ticket_policy(o: &[(&str, &str)]) -> String {
     entry("ticket_policy", o)
+}
+fn roundtrip(o: &[(&str, &str)]) -> String {
+    entry("roundtrip", o)
 }
 
 #[test]
@@ -321,8 +349,43 @@ fn every_problem_is_reported_with_its_entry_and_key() {
         ),
         (ticket_policy(&[("msg_closed", "\"Closed\"")]), vec![r#"ticket_policy "Help": msg_closed: unknown key"#]),
         ("colour = \"blue\"\n".into(), vec!["colour: unknown key"]),
-        ("[[roundtrip]]\nname = \"x\"\n".into(), vec!["[[roundtrip]]: not supported yet by this version of mailops"]),
-        ("[[devices]]\nname = \"x\"\n".into(), vec!["[[devices]]: unknown array (expected [[device]], [[originator]], [[event_policy]], [[user]], [[queue]], [[ticket_template]], [[ticket_policy]])"]),
+        (
+            roundtrip(&[("name", "-"), ("device", "-"), ("send_to", "-"), ("from", "-")]),
+            vec![
+                "roundtrip (entry 1): name: missing (required)",
+                "roundtrip (entry 1): device: missing (required)",
+                "roundtrip (entry 1): send_to: missing (required)",
+                "roundtrip (entry 1): from: missing (required)",
+            ],
+        ),
+        (roundtrip(&[("name", "\" Loop\"")]), vec![r#"roundtrip " Loop": name: must not start or end with white space"#]),
+        (roundtrip(&[]) + &roundtrip(&[]), vec![r#"roundtrip "Loop" (entry 2): name: duplicate of roundtrip entry 1"#]),
+        // Round trip names are compared exactly.
+        (roundtrip(&[]) + &roundtrip(&[("name", "\"loop\"")]), vec![]),
+        (roundtrip(&[("device", "\"\"")]), vec![r#"roundtrip "Loop": device: must not be empty"#]),
+        (
+            roundtrip(&[("send_to", "\"*@customer.example\""), ("from", "\"rt\"")]),
+            vec![
+                r#"roundtrip "Loop": send_to: "*@customer.example" is not an email address"#,
+                r#"roundtrip "Loop": from: "rt" is not an email address"#,
+            ],
+        ),
+        (
+            roundtrip(&[("interval_s", "0"), ("timeout_s", "-1")]),
+            vec![
+                r#"roundtrip "Loop": interval_s: 0 is not a positive number of seconds"#,
+                r#"roundtrip "Loop": timeout_s: -1 is not a positive number of seconds"#,
+            ],
+        ),
+        // A timeout longer than the interval: probes overlap, each timed on its own.
+        (roundtrip(&[("interval_s", "60"), ("timeout_s", "3600")]), vec![]),
+        (roundtrip(&[("interval_s", "\"5m\"")]), vec![r#"roundtrip "Loop": interval_s: invalid type: string "5m", expected i32"#]),
+        (roundtrip(&[("timeout_s", "3000000000")]), vec![r#"roundtrip "Loop": timeout_s: invalid value: integer `3000000000`, expected i32"#]),
+        (roundtrip(&[("enabled", "\"yes\"")]), vec![r#"roundtrip "Loop": enabled: invalid type: string "yes", expected a boolean"#]),
+        (roundtrip(&[("severity", "\"fatal\"")]), vec![r#"roundtrip "Loop": severity: unknown variant `fatal`, expected one of `healthy`, `notice`, `minor`, `major`, `critical`"#]),
+        (roundtrip(&[("body", "\" \"")]), vec![r#"roundtrip "Loop": body: must not be empty (leave it out for the default text)"#]),
+        (roundtrip(&[("from_address", "\"rt@mon.example.com\"")]), vec![r#"roundtrip "Loop": from_address: unknown key"#]),
+        ("[[devices]]\nname = \"x\"\n".into(), vec!["[[devices]]: unknown array (expected [[device]], [[originator]], [[event_policy]], [[user]], [[queue]], [[ticket_template]], [[ticket_policy]], [[roundtrip]])"]),
         ("[user]\nemail = \"a@example.com\"\n".into(), vec!["user: must be an array of tables, written [[user]]"]),
         ("[device]\nname = \"x\"\n".into(), vec!["device: must be an array of tables, written [[device]]"]),
         ("device = [\"nas1\"]\n".into(), vec!["device (entry 1): must be a table"]),
@@ -471,4 +534,19 @@ fn the_shipped_example_is_valid_on_its_own_and_with_the_shipped_config() {
         !file.ticket_policies.is_empty(),
         "the example shows tickets"
     );
+    // Round trips are commented out (they would mail probes once [outbound] is set): valid too.
+    assert!(file.roundtrips.is_empty(), "the example sends no probes");
+    let example = &text[text
+        .find("\n# [[device]]\n")
+        .expect("a commented round trip")..];
+    let uncommented: String = example
+        .lines()
+        .map(|l| format!("{}\n", l.strip_prefix('#').unwrap_or(l).trim_start()))
+        .collect();
+    let file = PolicyFile::parse(&format!("{text}{uncommented}"))
+        .unwrap_or_else(|p| panic!("{}", p.join("\n")));
+    let model = file
+        .to_model()
+        .unwrap_or_else(|p| panic!("{}", p.join("\n")));
+    assert_eq!(model.roundtrips.len(), 1);
 }

@@ -1,10 +1,10 @@
 //! Policies as operators declare them: the policy file, `policy apply` and `policy export`.
 //!
-//! [`file`](mod@file) reads and writes the TOML format and `check` (events) and `ticket_checks`
-//! (tickets) check its values; `plan` (with `ticket_plan`) decides, without I/O, what applying a
-//! file changes, and `offline` makes those changes in
-//! memory (the [`Model`] a file declares on its own, for the simulator); [`apply()`] makes them
-//! in one transaction; [`export()`] writes the database's policies back out in the same format.
+//! [`file`](mod@file) reads and writes the TOML format and `check` (events), `ticket_checks`
+//! (tickets) and `roundtrip_checks` (round trips) check its values; `plan` (with `ticket_plan`
+//! and `roundtrip_plan`) decides, without I/O, what applying a file changes, and `offline` makes
+//! those changes in memory (the [`Model`] a file declares on its own, for the simulator);
+//! [`apply()`] makes them in one transaction; [`export()`] writes the database's policies back out in the same format.
 //! `serve` reads the policies with [`load`] (that is [`crate::store::policies::load`]).
 
 pub mod apply;
@@ -13,6 +13,8 @@ pub mod export;
 pub mod file;
 mod offline;
 mod plan;
+mod roundtrip_checks;
+mod roundtrip_plan;
 mod summary;
 mod ticket_checks;
 mod ticket_plan;

@@ -7,15 +7,13 @@ use super::file::PolicyFile;
 use super::plan::{plan, Existing, Op, Plan, Table};
 use super::Model;
 use crate::events::model::{Device, EventPolicy, Originator};
+use crate::roundtrip::model::RoundtripPolicy;
 use crate::tickets::model::{Queue, Template, TicketPolicy, User};
 
 impl Plan {
     /// Makes the writes in memory, assigning ids as a fresh database would: a device's pinned
     /// id or the next after the highest, and the next after the highest for the others.
     pub(crate) fn execute_in_memory(&self, state: &mut Existing) {
-        fn next(ids: impl Iterator<Item = i64>) -> i64 {
-            ids.max().unwrap_or(0) + 1
-        }
         let (mut devices, mut policies) = (HashMap::new(), HashMap::new());
         let (mut users, mut queues, mut templates) =
             (HashMap::new(), HashMap::new(), HashMap::new());
@@ -96,6 +94,7 @@ impl Plan {
                         .unzip();
                 }
                 Op::Delete(Table::Devices, ids) => m.devices.retain(|d| !ids.contains(&d.id)),
+                Op::Delete(Table::Roundtrips, ids) => m.roundtrips.retain(|r| !ids.contains(&r.id)),
                 Op::InsertUser(u) => {
                     let id = next(m.users.iter().map(|u| u.id));
                     users.insert(u.id, id);
@@ -133,14 +132,13 @@ impl Plan {
                         queue_id: t.queue_id.map(|q| real(&queues, q)),
                         ..t.clone()
                     };
-                    match m.templates.iter_mut().find(|row| row.id == t.id) {
-                        Some(row) => *row = want,
-                        None => {
-                            let id = next(m.templates.iter().map(|t| t.id));
-                            templates.insert(t.id, id);
-                            m.templates.push(Template { id, ..want });
-                        }
-                    }
+                    let id = upsert(
+                        &mut m.templates,
+                        want,
+                        |t| t.id,
+                        |t, id| Template { id, ..t },
+                    );
+                    templates.insert(t.id, id);
                 }
                 Op::FreeDestinations(_) => {}
                 Op::InsertTicketPolicy(p) | Op::UpdateTicketPolicy(p) => {
@@ -148,13 +146,16 @@ impl Plan {
                         template_id: real(&templates, p.template_id),
                         ..p.clone()
                     };
-                    match m.ticket_policies.iter_mut().find(|row| row.id == p.id) {
-                        Some(row) => *row = want,
-                        None => {
-                            let id = next(m.ticket_policies.iter().map(|p| p.id));
-                            m.ticket_policies.push(TicketPolicy { id, ..want });
-                        }
-                    }
+                    let with_id = |p, id| TicketPolicy { id, ..p };
+                    upsert(&mut m.ticket_policies, want, |p| p.id, with_id);
+                }
+                Op::InsertRoundtrip(r) | Op::UpdateRoundtrip(r) => {
+                    let want = RoundtripPolicy {
+                        device_id: real(&devices, r.device_id),
+                        ..r.clone()
+                    };
+                    let with_id = |r, id| RoundtripPolicy { id, ..r };
+                    upsert(&mut m.roundtrips, want, |r| r.id, with_id);
                 }
                 Op::Delete(Table::TicketPolicies, ids) => {
                     m.ticket_policies.retain(|p| !ids.contains(&p.id))
@@ -178,6 +179,33 @@ impl Plan {
             .collect();
         rows.sort_by_key(|(o, position)| (*position, o.id));
         (m.originators, state.positions) = rows.into_iter().unzip();
+    }
+}
+
+/// The id after the highest of `ids` (1 when there is none), as a fresh database assigns it.
+fn next(ids: impl Iterator<Item = i64>) -> i64 {
+    ids.max().unwrap_or(0) + 1
+}
+
+/// Puts `want` in the place of the row with its id or, when there is none (its id is
+/// provisional), adds it with the [`next`] id, given by `with_id`; returns the id it has.
+fn upsert<T>(
+    rows: &mut Vec<T>,
+    want: T,
+    id: impl Fn(&T) -> i64,
+    with_id: impl FnOnce(T, i64) -> T,
+) -> i64 {
+    let wanted = id(&want);
+    match rows.iter_mut().find(|row| id(row) == wanted) {
+        Some(row) => {
+            *row = want;
+            wanted
+        }
+        None => {
+            let new = next(rows.iter().map(&id));
+            rows.push(with_id(want, new));
+            new
+        }
     }
 }
 

@@ -2,13 +2,16 @@
 //! file and what the database holds, every row compared with the row that is there.
 
 use std::collections::{HashMap, HashSet};
+use std::hash::Hash;
 
 use super::check::{Kind, Labels, Problems};
 use super::file::PolicyFile;
+use super::roundtrip_plan::plan_roundtrips;
 use super::summary::{Counts, Summary};
 use super::ticket_plan::plan_tickets;
 use super::Model;
 use crate::events::model::{Device, EventPolicy, Originator};
+use crate::roundtrip::model::RoundtripPolicy;
 use crate::route::address_key;
 use crate::tickets::model::{Queue, Template, TicketPolicy, User};
 
@@ -23,7 +26,7 @@ pub(crate) struct Existing {
 
 /// One write. Ids of rows this plan creates are provisional (negative) until they are inserted;
 /// references to them (`default_device_id`, `clears_id`, member, queue and template ids) use
-/// the provisional id too.
+/// the provisional id too (and so does a round trip's `device_id`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Op {
     /// A new device: its pinned id when positive, else one the database assigns.
@@ -63,6 +66,10 @@ pub(crate) enum Op {
     InsertTicketPolicy(TicketPolicy),
     /// Every column of the ticket policy with this id.
     UpdateTicketPolicy(TicketPolicy),
+    /// A new round-trip policy.
+    InsertRoundtrip(RoundtripPolicy),
+    /// Every column of the round-trip policy with this id.
+    UpdateRoundtrip(RoundtripPolicy),
     /// Rows of this table `--prune` removes, by id.
     Delete(Table, Vec<i64>),
 }
@@ -74,6 +81,9 @@ pub(crate) enum Table {
     EventPolicies,
     /// `originator_policies`
     Originators,
+    /// `roundtrip_policies`, with their schedule and probes; deleted before `devices`, which
+    /// they keep from being deleted (ON DELETE RESTRICT).
+    Roundtrips,
     /// `devices`, with their events and device logs.
     Devices,
     /// `ticket_policies`: deleted before the other ticket writes, freeing their destinations.
@@ -92,6 +102,7 @@ impl Table {
         match self {
             Table::EventPolicies => "event_policies",
             Table::Originators => "originator_policies",
+            Table::Roundtrips => "roundtrip_policies",
             Table::Devices => "devices",
             Table::TicketPolicies => "ticket_policies",
             Table::Templates => "ticket_templates",
@@ -154,6 +165,23 @@ fn article(what: &str) -> &'static str {
     }
 }
 
+/// Device ids by name, for the entries that name a device: the file's devices (provisional ids
+/// when new) and the database's.
+pub(super) struct DeviceIds<'a> {
+    file: HashMap<&'a str, i64>,
+    database: HashMap<&'a str, i64>,
+    scope: Scope,
+}
+
+impl DeviceIds<'_> {
+    /// The id of the device named `name`, as [`Scope::resolve`] finds it.
+    pub(super) fn resolve(&self, name: &str) -> Result<i64, String> {
+        let found = (self.file.get(name), self.database.get(name));
+        self.scope
+            .resolve(name, found.0.copied(), found.1.copied(), "device")
+    }
+}
+
 /// Decides what applying `file` (already checked) to `existing` writes; `None` plans against an
 /// empty database, with problems worded for a file on its own. `prune` also deletes what the
 /// file does not have, so references must then resolve within the file.
@@ -170,23 +198,19 @@ pub(crate) fn plan(
     };
     let mut problems = Problems::default();
     let mut plan = Plan::default();
-    let devices = plan_devices(file, db, &mut plan, &mut problems);
-    let db_devices: HashMap<&str, i64> = db
-        .model
-        .devices
-        .iter()
-        .map(|d| (d.name.as_str(), d.id))
-        .collect();
-    plan_originators(
-        file,
-        db,
+    let devices = DeviceIds {
+        file: plan_devices(file, db, &mut plan, &mut problems),
+        database: db
+            .model
+            .devices
+            .iter()
+            .map(|d| (d.name.as_str(), d.id))
+            .collect(),
         scope,
-        &devices,
-        &db_devices,
-        &mut plan,
-        &mut problems,
-    );
+    };
+    plan_originators(file, db, &devices, &mut plan, &mut problems);
     plan_event_policies(file, db, scope, &mut plan, &mut problems);
+    plan_roundtrips(file, db, &devices, &mut plan, &mut problems);
     if prune {
         plan_prune(file, db, &mut plan);
     }
@@ -278,9 +302,7 @@ fn plan_devices<'f>(
 fn plan_originators(
     file: &PolicyFile,
     db: &Existing,
-    scope: Scope,
-    devices: &HashMap<&str, i64>,
-    db_devices: &HashMap<&str, i64>,
+    devices: &DeviceIds,
     plan: &mut Plan,
     problems: &mut Problems,
 ) {
@@ -294,12 +316,7 @@ fn plan_originators(
     for (i, o) in file.originators.iter().enumerate() {
         let default_device_id = match &o.default_device {
             None => None,
-            Some(name) => match scope.resolve(
-                name,
-                devices.get(name.as_str()).copied(),
-                db_devices.get(name.as_str()).copied(),
-                "device",
-            ) {
+            Some(name) => match devices.resolve(name) {
                 Ok(id) => Some(id),
                 Err(why) => {
                     problems.entry(Kind::Originator, i, format!("default_device {why}"));
@@ -425,7 +442,8 @@ fn plan_event_policies(
     plan.ops.extend(clears);
 }
 
-/// With `--prune`: event policies, originators, then devices the file does not have.
+/// With `--prune`: event policies, originators, round-trip policies, then devices the file does
+/// not have.
 fn plan_prune(file: &PolicyFile, db: &Existing, plan: &mut Plan) {
     let (m, s) = (&db.model, &mut plan.summary);
     let policies: HashSet<&str> = file
@@ -438,6 +456,7 @@ fn plan_prune(file: &PolicyFile, db: &Existing, plan: &mut Plan) {
         .iter()
         .map(|o| address_key(&o.address))
         .collect();
+    let roundtrips: HashSet<&str> = file.roundtrips.iter().map(|r| r.name.as_str()).collect();
     let devices: HashSet<&str> = file.devices.iter().map(|d| d.name.as_str()).collect();
     let deletes = [
         delete(
@@ -455,6 +474,13 @@ fn plan_prune(file: &PolicyFile, db: &Existing, plan: &mut Plan) {
             Table::Originators,
         ),
         delete(
+            &m.roundtrips,
+            |r| r.id,
+            |r| roundtrips.contains(r.name.as_str()),
+            &mut s.roundtrips,
+            Table::Roundtrips,
+        ),
+        delete(
             &m.devices,
             |d| d.id,
             |d| devices.contains(d.name.as_str()),
@@ -463,6 +489,20 @@ fn plan_prune(file: &PolicyFile, db: &Existing, plan: &mut Plan) {
         ),
     ];
     plan.ops.extend(deletes.into_iter().flatten());
+}
+
+/// `rows` by a key of theirs.
+pub(super) fn by<'a, T, K: Eq + Hash>(
+    rows: &'a [T],
+    key: impl Fn(&'a T) -> K,
+) -> HashMap<K, &'a T> {
+    rows.iter().map(|r| (key(r), r)).collect()
+}
+
+/// A provisional id for a row this plan inserts: -1, -2, …
+pub(super) fn provisional(counter: &mut i64) -> i64 {
+    *counter -= 1;
+    *counter
 }
 
 /// The delete that removes the `rows` of `table` not `kept` (none when all are), counted in

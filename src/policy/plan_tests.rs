@@ -1,5 +1,6 @@
 use super::*;
 use crate::events::model::{Alignment, MatchLogic, PatternType, RegexType, Severity};
+use crate::policy::file::DEFAULT_BODY;
 use crate::policy::Counts;
 use crate::tickets::model::{Access, Messages, Status};
 
@@ -153,6 +154,35 @@ fn the_offline_model_has_fresh_database_ids_and_resolved_references() {
         ),
         (2, 2)
     );
+    assert_eq!(
+        model.roundtrips,
+        [
+            RoundtripPolicy {
+                id: 1,
+                name: "Exchange Online loop".into(),
+                device_id: 4242,
+                send_to: "RT-Probe@Customer.example".into(),
+                from_address: "rt-probe@mon.example.com".into(),
+                interval_s: 60,
+                timeout_s: 900,
+                enabled: false,
+                body: "mailops round-trip probe - forward to notify@mon.example.com".into(),
+                severity: Severity::Critical,
+            },
+            RoundtripPolicy {
+                id: 2,
+                name: "Gmail loop".into(),
+                device_id: 4243,
+                send_to: "probe@gmail.example".into(),
+                from_address: "rt@mon.example.com".into(),
+                interval_s: 300,
+                timeout_s: 600,
+                enabled: true,
+                body: DEFAULT_BODY.into(),
+                severity: Severity::Major,
+            },
+        ]
+    );
 }
 
 #[test]
@@ -165,7 +195,8 @@ fn the_offline_model_resolves_within_the_file_only() {
         .replace("clears = \"Veeam job failed\"", "clears = \"Veeam failed\"")
         .replace("\"Bob@Example.com\"]", "\"carol@example.com\"]")
         .replace("queue = \"Service Desk\"", "queue = \"Desk\"")
-        .replace("template = \"Walk-in\"", "template = \"Walk in\"");
+        .replace("template = \"Walk-in\"", "template = \"Walk in\"")
+        .replace("\ndevice = \"backup-virtual\"", "\ndevice = \"backup\"");
     assert_eq!(
         file(&text).to_model().unwrap_err(),
         [
@@ -174,6 +205,7 @@ fn the_offline_model_resolves_within_the_file_only() {
             r#"queue "Service Desk": members "carol@example.com" is not a user in this file"#,
             r#"ticket_template "Helpdesk default": queue "Desk" is not a queue in this file"#,
             r#"ticket_policy "Front desk": template "Walk in" is not a ticket template in this file"#,
+            r#"roundtrip "Gmail loop": device "backup" is not a device in this file"#,
         ]
     );
     // Without ids anywhere, devices count from 1.
@@ -201,6 +233,7 @@ fn applying_the_same_file_again_plans_nothing() {
         s.queues,
         s.ticket_templates,
         s.ticket_policies,
+        s.roundtrips,
     ] {
         assert_eq!(counts.unchanged, 2);
     }
@@ -277,21 +310,39 @@ severity = "healthy"
 match_logic = "text"
 first_match = "ok"
 clears = "Veeam job failed"
+
+[[roundtrip]]
+name = "NAS loop"
+device = "nas1.example.com"
+send_to = "probe@customer.example"
+from = "rt@mon.example.com"
 "#;
-    let p = plan(&file(text), Some(&state), false).expect("the database has both");
+    let p = plan(&file(text), Some(&state), false).expect("the database has all three");
     assert_eq!(p.summary.originators.created, 1);
+    assert_eq!(p.summary.roundtrips.created, 1);
+    assert!(p.ops.contains(&Op::InsertRoundtrip(RoundtripPolicy {
+        id: -1,
+        name: "NAS loop".into(),
+        device_id: 4242,
+        send_to: "probe@customer.example".into(),
+        from_address: "rt@mon.example.com".into(),
+        // The defaults, as "Gmail loop" has them.
+        ..state.model.roundtrips[1].clone()
+    })));
     assert_eq!(
         plan(&file(text), Some(&state), true).unwrap_err(),
         [
             r#"originator "nas@example.com" (entry 1): default_device "nas1.example.com" is only in the database, and --prune deletes it (add the device to the file)"#,
             r#"event_policy "NAS ok": clears "Veeam job failed" is only in the database, and --prune deletes it (add the event policy to the file)"#,
+            r#"roundtrip "NAS loop": device "nas1.example.com" is only in the database, and --prune deletes it (add the device to the file)"#,
         ]
     );
     let missing = text.replace("nas1.example.com", "nas9");
     assert_eq!(
         plan(&file(&missing), Some(&state), false).unwrap_err(),
         [
-            r#"originator "nas@example.com" (entry 1): default_device "nas9" is not a device in this file or the database"#
+            r#"originator "nas@example.com" (entry 1): default_device "nas9" is not a device in this file or the database"#,
+            r#"roundtrip "NAS loop": device "nas9" is not a device in this file or the database"#,
         ]
     );
 }
@@ -307,6 +358,7 @@ fn prune_deletes_what_the_file_lacks() {
         "name = \"Network\"",
         "name = \"Walk-in\"",
         "[[ticket_policy]]",
+        "name = \"Exchange Online loop\"",
     ])
     .replace(", \"Bob@Example.com\"]", "]");
     let p = plan(&file(text), Some(&state), true).expect("plans");
@@ -327,7 +379,31 @@ fn prune_deletes_what_the_file_lacks() {
             queues: counts(0, 1, 0, 1),
             ticket_templates: counts(0, 0, 1, 1),
             ticket_policies: counts(0, 0, 0, 2),
+            roundtrips: counts(0, 0, 1, 1),
         }
+    );
+    // Round-trip policies go before devices, which they keep from being deleted.
+    let events: Vec<&Op> = p
+        .ops
+        .iter()
+        .filter(|op| {
+            matches!(
+                op,
+                Op::Delete(
+                    Table::EventPolicies | Table::Originators | Table::Roundtrips | Table::Devices,
+                    _
+                )
+            )
+        })
+        .collect();
+    assert_eq!(
+        events,
+        [
+            &Op::Delete(Table::EventPolicies, vec![1, 2]),
+            &Op::Delete(Table::Originators, vec![1]),
+            &Op::Delete(Table::Roundtrips, vec![1]),
+            &Op::Delete(Table::Devices, vec![4242]),
+        ]
     );
     // Ticket policies go first; then bob leaves the queue, and the rest goes in dependency order.
     let tickets: Vec<&Op> = p
@@ -336,7 +412,7 @@ fn prune_deletes_what_the_file_lacks() {
         .filter(|op| match op {
             Op::Delete(table, _) => !matches!(
                 table,
-                Table::EventPolicies | Table::Originators | Table::Devices
+                Table::EventPolicies | Table::Originators | Table::Roundtrips | Table::Devices
             ),
             Op::RemoveMembers { .. } => true,
             _ => false,
@@ -362,6 +438,7 @@ fn prune_deletes_what_the_file_lacks() {
     assert_eq!(after.model.event_policies, []);
     assert_eq!(after.model.ticket_policies, []);
     assert_eq!(after.model.queues[0].member_ids, [1]);
+    assert_eq!(after.model.roundtrips.len(), 1);
     assert_eq!(plan(&file(text), Some(&after), true).unwrap().ops, []);
     // Without --prune nothing is deleted.
     let p = plan(&file(text), Some(&state), false).expect("plans");
@@ -467,10 +544,7 @@ fn destinations_move_between_policies() {
             r#"ticket_policy "New": destination: "FRONT@mon.example.com" is the destination of ticket policy "Front desk", which only the database has (give one of them another destination, or use --prune)"#
         ]
     );
-    let pruned = format!(
-        "{}{taken}",
-        &FILE[..FILE.find("[[ticket_policy]]").unwrap()]
-    );
+    let pruned = format!("{}{taken}", without(&["[[ticket_policy]]"]));
     let p = plan(&file(&pruned), Some(&state), true).expect("plans");
     assert_eq!(
         p.ops.first(),
@@ -500,4 +574,33 @@ fn pinned_ids_cannot_move_or_collide() {
     assert!(
         matches!(&p.ops[..], [Op::InsertDevice(b), Op::BumpDeviceIds, Op::InsertDevice(a)] if b.id == 1 && a.id < 0)
     );
+}
+
+#[test]
+fn a_roundtrip_is_updated_in_place_and_may_move_to_a_new_device() {
+    let state = applied(FILE);
+    let text = FILE.replace("enabled = false\n", "").replace(
+        "\ndevice = \"backup-virtual\"",
+        "\ndevice = \"exchange-online\"",
+    ) + "\n[[device]]\nname = \"exchange-online\"\n";
+    let p = plan(&file(&text), Some(&state), false).expect("plans");
+    assert_eq!(
+        p.summary.roundtrips,
+        Counts {
+            created: 0,
+            updated: 2,
+            unchanged: 0,
+            deleted: 0
+        }
+    );
+    // The new device is inserted first; the policy refers to it by its provisional id.
+    assert!(matches!(
+        &p.ops[..],
+        [Op::BumpDeviceIds, Op::InsertDevice(d), Op::UpdateRoundtrip(a), Op::UpdateRoundtrip(b)]
+            if d.id == -1 && a.enabled && a.id == 1 && b.device_id == -1 && b.id == 2
+    ));
+    let mut after = state.clone();
+    p.execute_in_memory(&mut after);
+    assert_eq!(after.model.roundtrips[1].device_id, 4244);
+    assert_eq!(plan(&file(&text), Some(&after), false).unwrap().ops, []);
 }

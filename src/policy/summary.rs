@@ -32,6 +32,8 @@ pub struct Summary {
     pub ticket_templates: Counts,
     /// `ticket_policies`
     pub ticket_policies: Counts,
+    /// `roundtrip_policies`
+    pub roundtrips: Counts,
 }
 
 impl Summary {
@@ -43,7 +45,7 @@ impl Summary {
     }
 
     /// Each table's counts, with the name the summary gives it.
-    fn tables(&self) -> [(&'static str, Counts); 7] {
+    fn tables(&self) -> [(&'static str, Counts); 8] {
         [
             ("devices", self.devices),
             ("originators", self.originators),
@@ -52,6 +54,7 @@ impl Summary {
             ("queues", self.queues),
             ("ticket templates", self.ticket_templates),
             ("ticket policies", self.ticket_policies),
+            ("round-trip policies", self.roundtrips),
         ]
     }
 }

@@ -2,24 +2,12 @@
 //! ticket policies), decided without I/O like the rest of the plan.
 
 use std::collections::{HashMap, HashSet};
-use std::hash::Hash;
 
 use super::check::{Kind, Problems};
 use super::file::PolicyFile;
-use super::plan::{delete, write_row, Existing, Op, Plan, Scope, Table};
+use super::plan::{by, delete, provisional, write_row, Existing, Op, Plan, Scope, Table};
 use crate::route::address_key;
 use crate::tickets::model::{Access, Messages, Queue, Template, TicketPolicy, User};
-
-/// `rows` by a key of theirs.
-fn by<'a, T, K: Eq + Hash>(rows: &'a [T], key: impl Fn(&'a T) -> K) -> HashMap<K, &'a T> {
-    rows.iter().map(|r| (key(r), r)).collect()
-}
-
-/// A provisional id for a row this plan inserts: -1, -2, …
-fn provisional(counter: &mut i64) -> i64 {
-    *counter -= 1;
-    *counter
-}
 
 /// Plans the ticket tables, in the order the writes must be made: with `--prune`, the ticket
 /// policies the file lacks first (freeing their destinations); users, queues, members,
