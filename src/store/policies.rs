@@ -1,6 +1,6 @@
 //! The policy tables (events: `devices`, `originator_policies`, `event_policies`; tickets:
-//! `users`, `queues` and `queue_members`, `ticket_templates`, `ticket_policies`): read whole,
-//! for the in-memory policies.
+//! `users`, `queues` and `queue_members`, `ticket_templates`, `ticket_policies`; round trip:
+//! `roundtrip_policies`): read whole, for the in-memory policies.
 
 use deadpool_postgres::Pool;
 use tokio_postgres::{GenericClient, Row};
