@@ -58,12 +58,7 @@ INSERT INTO event_policies (name, severity, message, match_logic, first_match, c
 
 /// A fresh database holding [`POLICIES`], and serve on it.
 async fn with_policies(alert_message: &str) -> (TestDb, Serve) {
-    let db = TestDb::new().await;
-    db.client()
-        .await
-        .batch_execute(POLICIES)
-        .await
-        .expect("policies");
+    let db = TestDb::with_setup(POLICIES).await;
     let s = serve(&db, alert_message).await;
     (db, s)
 }

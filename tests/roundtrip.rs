@@ -249,12 +249,7 @@ fn blocked_serve(dir: &Path, db: &TestDb) -> Serve {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn two_serve_processes_queue_one_probe_per_interval() {
-    let db = TestDb::new().await;
-    db.client()
-        .await
-        .batch_execute(&setup(2, 600))
-        .await
-        .expect("setup");
+    let db = TestDb::with_setup(&setup(2, 600)).await;
     let dirs = [
         unique_temp_dir("mailops-rt-a"),
         unique_temp_dir("mailops-rt-b"),

@@ -449,12 +449,7 @@ async fn lmtp_server(db: &TestDb, extra: &str) -> String {
 
 #[tokio::test]
 async fn automatic_mail_and_our_own_never_open_tickets_or_get_notices() {
-    let db = TestDb::new().await;
-    db.client()
-        .await
-        .batch_execute(POLICIES)
-        .await
-        .expect("policies");
+    let db = TestDb::with_setup(POLICIES).await;
     let addr = lmtp_server(&db, "").await;
     let to = "help@tickets.example.com";
     let report = "Content-Type: multipart/report; report-type=delivery-status; boundary=r";
@@ -532,12 +527,7 @@ async fn automatic_mail_and_our_own_never_open_tickets_or_get_notices() {
 
 #[tokio::test]
 async fn notices_to_one_address_are_rate_limited_and_redeliveries_do_nothing_twice() {
-    let db = TestDb::new().await;
-    db.client()
-        .await
-        .batch_execute(POLICIES)
-        .await
-        .expect("policies");
+    let db = TestDb::with_setup(POLICIES).await;
     let addr = lmtp_server(&db, "notices_per_hour = 2").await;
     let to = "help@tickets.example.com";
     let mut c = Client::connect(&addr).await;

@@ -55,6 +55,13 @@ impl TestDb {
         db
     }
 
+    /// Creates and migrates a new database, then runs `sql` on it (policies, devices…).
+    pub async fn with_setup(sql: &str) -> TestDb {
+        let db = TestDb::new().await;
+        db.client().await.batch_execute(sql).await.expect("setup");
+        db
+    }
+
     /// Creates a new database without migrating it.
     pub async fn empty() -> TestDb {
         static COUNTER: AtomicUsize = AtomicUsize::new(0);

@@ -76,8 +76,7 @@ impl Stack {
     /// added to `[outbound]`.
     pub async fn start(setup: &str, extra: &str) -> Stack {
         let gateway = Gateway::start();
-        let db = TestDb::new().await;
-        db.client().await.batch_execute(setup).await.expect("setup");
+        let db = TestDb::with_setup(setup).await;
         let dir = unique_temp_dir("mailops-tickets");
         let (file, config) = config(&dir, &db, &gateway.open.to_string(), extra);
         let serve = Serve::start(&file, &config);
