@@ -7,6 +7,7 @@ pub mod db;
 pub mod gateway;
 pub mod lmtp;
 pub mod oauth;
+pub mod pgcluster;
 pub mod postfix;
 pub mod serve;
 pub mod stack;

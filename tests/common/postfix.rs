@@ -153,6 +153,35 @@ impl PostfixInstance {
         }
     }
 
+    /// Changes main.cf parameters (`name=value`, as `postconf -e` takes them) and reloads a
+    /// running instance. Regenerating the configuration would undo them.
+    pub fn postconf(&self, settings: &[&str]) {
+        let out = run(Command::new(sbin("postconf"))
+            .arg("-c")
+            .arg(&self.config_dir)
+            .arg("-e")
+            .args(settings));
+        assert!(out.status.success(), "postconf -e: {}", describe(&out));
+        if self.running {
+            let out = postfix(&self.config_dir, &["reload"]);
+            assert!(out.status.success(), "postfix reload: {}", describe(&out));
+        }
+    }
+
+    /// Stops Postfix and starts it again on the same port, with the same queue.
+    pub fn restart(&mut self) {
+        self.stop();
+        let out = postfix(&self.config_dir, &["start"]);
+        assert!(
+            out.status.success() && wait_for_listeners(&[self.smtp_addr], true),
+            "Postfix did not start again on {}: {}\n--- log ---\n{}",
+            self.smtp_addr,
+            describe(&out),
+            self.log()
+        );
+        self.running = true;
+    }
+
     /// Stops Postfix (waiting for its master to exit); dropping the instance does it too.
     pub fn stop(&mut self) {
         if std::mem::take(&mut self.running) {

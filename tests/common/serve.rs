@@ -1,7 +1,8 @@
 //! `mailops serve` as a child process, as operators run it.
 
+use std::fs::File;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use mailops::config::Config;
@@ -14,6 +15,21 @@ pub struct Serve {
 impl Serve {
     /// Starts `mailops -c config_file serve` and returns once it accepts LMTP connections.
     pub fn start(config_file: &Path, config: &Config) -> Serve {
+        Serve::launch(config_file, config, Stdio::inherit())
+    }
+
+    /// As [`Serve::start`], with its log appended to `log` (for a test that starts it many
+    /// times under load, whose log would drown the test output).
+    pub fn start_logging_to(config_file: &Path, config: &Config, log: &Path) -> Serve {
+        let file = File::options()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap_or_else(|e| panic!("opening {}: {e}", log.display()));
+        Serve::launch(config_file, config, Stdio::from(file))
+    }
+
+    fn launch(config_file: &Path, config: &Config, stderr: Stdio) -> Serve {
         let child = Command::new(env!("CARGO_BIN_EXE_mailops"))
             .arg("-c")
             .arg(config_file)
@@ -21,6 +37,7 @@ impl Serve {
             .env_remove("DATABASE_URL")
             .env_remove("MAILOPS_DATABASE_URL")
             .stdin(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .expect("starting mailops serve");
         let serve = Serve { child };
@@ -39,12 +56,33 @@ impl Serve {
         serve
     }
 
-    /// SIGTERM, then the exit status.
-    pub fn stop(mut self) -> std::process::ExitStatus {
+    /// SIGTERM, then the exit status; panics unless it exits within a minute (it only
+    /// finishes the transactions in flight).
+    pub fn stop(mut self) -> ExitStatus {
+        self.signal(libc::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("waiting for mailops serve") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "mailops serve did not exit within a minute of SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL, as a crash or the OOM killer would end it, and waits for it.
+    pub fn kill(mut self) {
+        self.signal(libc::SIGKILL);
+        self.child.wait().expect("waiting for mailops serve");
+    }
+
+    fn signal(&self, signal: libc::c_int) {
         let pid = i32::try_from(self.child.id()).expect("pid fits");
         // SAFETY: kill(2) with a pid we own; no memory is involved.
-        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
-        self.child.wait().expect("waiting for mailops serve")
+        assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
     }
 }
 
