@@ -112,11 +112,14 @@ async fn run_faults(faults: &[Fault], target: usize) {
         tokio::task::spawn_blocking(move || inject(system, &faults, seed, target, &shared))
     };
     let (system, timeline) = injector.await.expect("injecting faults");
-    wait_for(
-        Duration::from_secs(600),
-        "the senders to reach the target",
-        || load.accepted.load(Ordering::Relaxed) >= target,
-    );
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while load.accepted.load(Ordering::Relaxed) < target {
+        assert!(
+            Instant::now() < deadline,
+            "fewer than {target} messages accepted"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     load.stop.store(true, Ordering::Relaxed);
     for sender in senders {
         sender.await.expect("a sender");
@@ -161,15 +164,6 @@ async fn run_faults(faults: &[Fault], target: usize) {
         problems.len(),
         problems[..problems.len().min(30)].join("\n")
     );
-}
-
-/// Polls `done` until it holds, panicking after `timeout`.
-fn wait_for(timeout: Duration, what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// A small xorshift generator: the fault order and timing, reproducible from the seed.
