@@ -4,6 +4,7 @@
 #   ensure_database   a PostgreSQL to use: $MAILOPS_DATABASE_URL / $DATABASE_URL as given,
 #                     else a private cluster under var/pg; exports DATABASE_URL
 #   stop_database     stops the private cluster if ensure_database started it
+#   install_cargo_fuzz cargo-fuzz for the fuzz targets, when missing
 # Idempotent: running them again, or after a run that was killed, is fine.
 
 set -euo pipefail
@@ -197,5 +198,15 @@ stop_database() {
         say "stopping the private PostgreSQL"
         as_postgres "$(pg_bindir)/pg_ctl" -D "$MAILOPS_PG_DIR/data" -m fast -w stop >/dev/null || true
         MAILOPS_PG_STARTED=
+    fi
+}
+
+# cargo-fuzz, the runner of the fuzz targets in fuzz/ (docs/fuzzing.md), from crates.io when
+# missing; this version builds with the stable toolchain.
+MAILOPS_CARGO_FUZZ_VERSION=0.13.2
+install_cargo_fuzz() {
+    if ! cargo fuzz --version 2>/dev/null | grep -qxF "cargo-fuzz $MAILOPS_CARGO_FUZZ_VERSION"; then
+        say "installing cargo-fuzz $MAILOPS_CARGO_FUZZ_VERSION"
+        cargo install cargo-fuzz --version "$MAILOPS_CARGO_FUZZ_VERSION" --locked
     fi
 }

@@ -22,8 +22,8 @@ pub struct Config {
     pub outbound: Option<Outbound>,
 }
 
-/// `[database]`: where PostgreSQL is.
-#[derive(Debug, Clone, Deserialize)]
+/// `[database]`: where PostgreSQL is. Its `Debug` hides the URL's password.
+#[derive(Clone, Deserialize)]
 pub struct Database {
     /// A libpq-style URL; `MAILOPS_DATABASE_URL` or `DATABASE_URL` override it.
     pub url: String,
@@ -52,6 +52,10 @@ pub struct Lmtp {
     /// Group that owns the unix socket (mode 0660); Postfix's `mail_owner` must be in it.
     #[serde(default = "default_socket_group")]
     pub socket_group: String,
+    /// Allows a TCP `listen` address that is not loopback. LMTP has no authentication: whoever
+    /// reaches the listener can store mail as if Postfix had accepted it.
+    #[serde(default)]
+    pub allow_non_loopback: bool,
 }
 
 /// Where the LMTP server listens.
@@ -256,6 +260,49 @@ fn default_data_directory() -> PathBuf {
     "/var/lib/postfix".into()
 }
 
+impl fmt::Debug for Database {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Database")
+            .field("url", &redact_password(&self.url))
+            .field("pool_size", &self.pool_size)
+            .finish()
+    }
+}
+
+/// A PostgreSQL URL or `key=value` string with its password replaced by `***`, for
+/// anything that shows the URL.
+pub fn redact_password(url: &str) -> String {
+    if let Some((scheme, rest)) = url.split_once("://") {
+        // postgres://user:password@host/db: the password ends at the last '@' of the authority.
+        let authority = rest.find(['/', '?']).map_or(rest, |end| &rest[..end]);
+        if let Some(at) = authority.rfind('@') {
+            if let Some(colon) = authority[..at].find(':') {
+                return format!("{scheme}://{}:***{}", &rest[..colon], &rest[at..]);
+            }
+        }
+        return url.to_owned();
+    }
+    // key=value pairs: password='quoted value' or password=value.
+    let Some(start) = url.find("password") else {
+        return url.to_owned();
+    };
+    let after = url[start + "password".len()..].trim_start();
+    let Some(value) = after.strip_prefix('=').map(str::trim_start) else {
+        return url.to_owned();
+    };
+    let value_start = url.len() - value.len();
+    let value_len = if let Some(quoted) = value.strip_prefix('\'') {
+        quoted.find('\'').map_or(value.len(), |end| end + 2)
+    } else {
+        value.find(char::is_whitespace).unwrap_or(value.len())
+    };
+    format!(
+        "{}***{}",
+        &url[..value_start],
+        &url[value_start + value_len..]
+    )
+}
+
 impl<'de> Deserialize<'de> for Listen {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
@@ -390,6 +437,15 @@ impl Config {
         }
         if self.lmtp.idle_timeout_s == 0 {
             problems.push("lmtp.idle_timeout_s: must be at least 1".into());
+        }
+        if let Listen::Tcp(addr) = &self.lmtp.listen {
+            if !addr.ip().to_canonical().is_loopback() && !self.lmtp.allow_non_loopback {
+                problems.push(format!(
+                    "lmtp.listen: {addr} is not a loopback address, and LMTP has no \
+                     authentication; use a unix socket or 127.0.0.1, or set \
+                     lmtp.allow_non_loopback = true if a firewall guards it"
+                ));
+            }
         }
         if self.inbound.authorized_domains.is_empty() {
             problems.push("inbound.authorized_domains: at least one domain is needed".into());
@@ -833,6 +889,75 @@ tls_cert_file = "/etc/cert.pem"
         assert!(parse_host_port("smtp.example.com:0").is_err());
         assert!(parse_host_port("smtp.example.com:x").is_err());
         assert!(parse_host_port("").is_err());
+    }
+
+    #[test]
+    fn a_non_loopback_listener_needs_its_setting() {
+        let listen = |addr: &str, extra: &str| {
+            let text = GOOD.replace(
+                "listen = \"unix:/run/mailops/lmtp.sock\"",
+                &format!("listen = \"{addr}\"\n{extra}"),
+            );
+            Config::parse(&text, None)
+        };
+        for loopback in [
+            "127.0.0.1:24",
+            "127.9.9.9:24",
+            "[::1]:24",
+            "[::ffff:127.0.0.1]:24",
+        ] {
+            assert!(listen(loopback, "").is_ok(), "{loopback}");
+        }
+        for wide in ["0.0.0.0:24", "[::]:24", "192.0.2.7:24", "[2001:db8::7]:24"] {
+            let problems = listen(wide, "").unwrap_err();
+            assert_eq!(problems.len(), 1, "{problems:?}");
+            assert!(
+                problems[0].starts_with(&format!("lmtp.listen: {wide} is not a loopback address"))
+                    && problems[0].contains("lmtp.allow_non_loopback = true"),
+                "{problems:?}"
+            );
+            let c = listen(wide, "allow_non_loopback = true").expect("allowed explicitly");
+            assert!(c.lmtp.allow_non_loopback);
+        }
+        // A unix socket is guarded by its mode and group instead.
+        assert!(
+            !Config::parse(GOOD, None)
+                .expect("valid")
+                .lmtp
+                .allow_non_loopback
+        );
+    }
+
+    #[test]
+    fn database_passwords_are_not_shown() {
+        for (url, shown) in [
+            (
+                "postgres://mailops:s3cret@db.example.com:5432/mailops",
+                "postgres://mailops:***@db.example.com:5432/mailops",
+            ),
+            (
+                "postgresql://u:p@ss@h/db?x=1",
+                "postgresql://u:***@h/db?x=1",
+            ),
+            ("postgres://mailops@h/db", "postgres://mailops@h/db"),
+            (
+                "host=h user=u password=s3cret dbname=d",
+                "host=h user=u password=*** dbname=d",
+            ),
+            (
+                "host=h password = 'two words' dbname=d",
+                "host=h password = *** dbname=d",
+            ),
+        ] {
+            assert_eq!(redact_password(url), shown, "{url}");
+        }
+        let text = GOOD.replace("mailops@127", "mailops:s3cret@127");
+        let c = Config::parse(&text, None).expect("valid");
+        let debug = format!("{c:?}");
+        assert!(
+            !debug.contains("s3cret") && debug.contains("mailops:***@"),
+            "{debug}"
+        );
     }
 
     #[test]

@@ -83,6 +83,7 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    never_world_writable();
     let config = Config::load(&cli.config)?;
     match cli.command {
         Command::Serve => mailops::serve::run(config, shutdown_signal()).await?,
@@ -199,6 +200,17 @@ async fn smtp_test(config: &Config, send_to: Option<&str>) -> anyhow::Result<()>
         Ok(())
     } else {
         anyhow::bail!("{}", failed.join("; "))
+    }
+}
+
+/// Adds "others may not write" to the umask, whatever the service manager set. bind(2)
+/// creates the LMTP socket with mode 0777 less the umask before `serve` sets 0660, and
+/// connect(2) needs write permission: so no other user can connect in that moment.
+fn never_world_writable() {
+    // SAFETY: umask(2) only swaps the process's mask; it cannot fail.
+    unsafe {
+        let mask = libc::umask(0o022);
+        libc::umask(mask | 0o002);
     }
 }
 

@@ -117,7 +117,9 @@ fn lmtp_destination_follows_the_listener() {
         ("[::1]:2424", "mailops:inet:[::1]:2424"),
         ("[::]:2424", "mailops:inet:[::1]:2424"),
     ] {
-        let c = config(&[("unix:/run/mailops/lmtp.sock", listen)]);
+        // Wildcard addresses are refused without allow_non_loopback.
+        let line = format!("listen = \"{listen}\"\nallow_non_loopback = true");
+        let c = config(&[("listen = \"unix:/run/mailops/lmtp.sock\"", &line)]);
         let main = main_cf(&c);
         assert_eq!(
             param(&main, "virtual_transport").as_deref(),

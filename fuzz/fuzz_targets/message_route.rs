@@ -1,0 +1,279 @@
+//! Arbitrary bytes as a delivered message, through everything mailops decides without I/O:
+//! parsing, the recipient's route, the round-trip token search, the events decision under a
+//! fixed policy set (classic and regex patterns), the tickets helpers, and the notice that
+//! would answer it.
+//!
+//! Besides "no panic, no hang" it checks:
+//! - parsing with and without attachments agrees on everything else;
+//! - routes ignore ASCII case;
+//! - a token found is a genuine one present in the text, and a genuine token is always found;
+//! - an events decision is either exactly the E701 log or a device log followed by one event
+//!   per matched policy, within the size limits;
+//! - a notice's subject always names its ticket, and a reply's text is empty only for an
+//!   empty body;
+//! - the notice composed from the message's subject, sender and Message-IDs has no header the
+//!   message could have injected: every header line is one mailops writes, or a folded
+//!   continuation, and no CR, LF or NUL stands alone.
+
+#![no_main]
+
+use std::sync::LazyLock;
+
+use libfuzzer_sys::fuzz_target;
+use mailops::config::{AlertMessage, Config, Outbound};
+use mailops::events::evaluate::{self, Alert, Settings, Write, MAX_EVENT_MESSAGE, MAX_LOG_MESSAGE};
+use mailops::events::policies::Policies;
+use mailops::message::Message;
+use mailops::outbound::outbox::{self, Notice};
+use mailops::policy::PolicyFile;
+use mailops::roundtrip::token::Key;
+use mailops::route::{Route, Router};
+use mailops::tickets::mail;
+
+/// The test suite's sample policy file, plus regex patterns of the kinds operators write.
+static POLICIES: LazyLock<Policies> = LazyLock::new(|| {
+    let text = format!(
+        "{}{}",
+        include_str!("../../tests/fixtures/policies.toml"),
+        r#"
+[[device]]
+name = "ups1.example.com"
+ip = "10.6.1.30"
+
+[[originator]]
+address = "*@example.com"
+regex_type = "body"
+pattern_type = "advanced"
+pattern = '(?i)(?:host|device)[:=]\s*([\w.-]+)'
+alignment = "default_if_unmatched"
+default_device = "backup-virtual"
+
+[[event_policy]]
+name = "Disk degraded"
+severity = "critical"
+message = "%D: %S (%M)"
+match_logic = "regex"
+first_match = '(?i)disk\s+\d+\s+(degraded|failed)'
+second_match = '(?m)^Array:'
+"#
+    );
+    let model = PolicyFile::parse(&text)
+        .and_then(|file| file.to_model())
+        .expect("the fuzzing policies are valid");
+    let (policies, problems) =
+        Policies::new(model.devices, model.originators, model.event_policies);
+    assert!(problems.is_empty(), "{problems:?}");
+    policies
+});
+
+static ROUTER: LazyLock<Router> = LazyLock::new(|| {
+    Router::new([
+        ("notify@mon.example.com".to_owned(), Route::Event),
+        ("Help@Mon.Example.com".to_owned(), Route::Ticket),
+    ])
+});
+
+static KEY: LazyLock<Key> = LazyLock::new(|| Key::new(b"fuzzing key".to_vec()));
+
+static OUTBOUND: LazyLock<Outbound> = LazyLock::new(|| {
+    let text = "[database]\nurl = \"postgres://fuzz@127.0.0.1/fuzz\"\n\
+                [lmtp]\nlisten = \"127.0.0.1:2424\"\n\
+                [inbound]\nauthorized_domains = [\"mon.example.com\"]\n\
+                [outbound]\nfrom_address = \"noreply@mon.example.com\"\ngateway = \"127.0.0.1\"\n";
+    Config::parse(text, None)
+        .expect("the fuzzing config is valid")
+        .outbound
+        .expect("it has [outbound]")
+});
+
+/// The headers `compose` writes: any other header name in a notice was injected.
+const HEADERS: [&str; 11] = [
+    "from:",
+    "to:",
+    "subject:",
+    "message-id:",
+    "in-reply-to:",
+    "references:",
+    "content-type:",
+    "content-transfer-encoding:",
+    "auto-submitted:",
+    "mime-version:",
+    "date:",
+];
+
+/// Checks a composed notice's header section for injected headers and stray line ends.
+fn check_headers(bytes: &[u8]) {
+    let end = bytes
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a header section");
+    let head = &bytes[..end + 2];
+    let text = String::from_utf8_lossy(head);
+    for (i, &b) in head.iter().enumerate() {
+        assert_ne!(b, 0, "NUL in the headers:\n{text}");
+        if b == b'\r' {
+            assert_eq!(
+                head.get(i + 1),
+                Some(&b'\n'),
+                "bare CR in the headers:\n{text}"
+            );
+        }
+        if b == b'\n' {
+            assert!(
+                i > 0 && head[i - 1] == b'\r',
+                "bare LF in the headers:\n{text}"
+            );
+        }
+    }
+    for line in text.split("\r\n").filter(|l| !l.is_empty()) {
+        let folded = line.starts_with(' ') || line.starts_with('\t');
+        let lower = line.to_ascii_lowercase();
+        assert!(
+            folded || HEADERS.iter().any(|h| lower.starts_with(h)),
+            "unexpected header line {line:?} in:\n{text}"
+        );
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    // The last octet picks the envelope and settings, so that any mail is a useful seed.
+    let Some((&flags, raw)) = data.split_last() else {
+        return;
+    };
+    let envelope_from = if flags & 1 == 0 {
+        "sender@example.com"
+    } else {
+        ""
+    };
+    let settings = Settings {
+        strip_fqdn: flags & 2 != 0,
+        alert_message: if flags & 4 == 0 {
+            AlertMessage::Body
+        } else {
+            AlertMessage::SubjectAndBody
+        },
+    };
+
+    let message = Message::parse_with_attachments(raw);
+    let plain = Message::parse(raw);
+    assert_eq!(
+        Message {
+            attachments: Vec::new(),
+            ..message.clone()
+        },
+        plain,
+        "parsing with attachments changed something else"
+    );
+    if !message.parsed {
+        assert_eq!(message, Message::default());
+    }
+    let subject = message.subject.as_deref().unwrap_or("");
+    let from = message.from_address.as_deref().unwrap_or(envelope_from);
+
+    // Routes: the sender as a recipient, in any case.
+    assert_eq!(ROUTER.route(from), ROUTER.route(&from.to_ascii_uppercase()));
+
+    // Round-trip tokens: whatever is found is genuine and there.
+    if let Some(id) = KEY.find_in(&message, raw) {
+        let token = KEY.token(id);
+        assert!(
+            raw.windows(token.len()).any(|w| w == token.as_bytes())
+                || subject.contains(&token)
+                || message.body.contains(&token)
+                || message.forwarded.contains(&token),
+            "found {id} without its token"
+        );
+    }
+    let id = i64::from(u32::from_le_bytes([flags, flags, 0, 1]));
+    let hidden = format!("{subject}{}{subject}", KEY.token(id));
+    let found = KEY
+        .find(hidden.as_bytes())
+        .expect("a genuine token is found");
+    assert!(hidden.contains(&KEY.token(found)));
+
+    // Events.
+    let alert = Alert {
+        from,
+        subject,
+        body: &message.body,
+    };
+    let decision = evaluate::evaluate(&POLICIES, &alert, settings);
+    match decision.device {
+        None => {
+            assert!(decision.matched.is_empty());
+            assert!(matches!(
+                decision.writes.as_slice(),
+                [Write::SystemLog {
+                    code: evaluate::E701,
+                    ..
+                }]
+            ));
+        }
+        Some(device) => {
+            let Some((Write::DeviceLog { device_id, message }, rest)) =
+                decision.writes.split_first()
+            else {
+                panic!("no device log first: {:?}", decision.writes);
+            };
+            assert_eq!(*device_id, device.id);
+            assert!(message.len() <= MAX_LOG_MESSAGE);
+            let raised = rest
+                .iter()
+                .filter(|w| match w {
+                    Write::Raise {
+                        device_id, message, ..
+                    } => {
+                        assert_eq!(*device_id, device.id);
+                        assert!(message.len() <= MAX_EVENT_MESSAGE);
+                        true
+                    }
+                    Write::Clear { device_id, .. } => {
+                        assert_eq!(*device_id, device.id);
+                        false
+                    }
+                    other => panic!("unexpected write {other:?}"),
+                })
+                .count();
+            assert_eq!(raised, decision.matched.len());
+        }
+    }
+    for step in &decision.steps {
+        let _ = step.to_string();
+    }
+
+    // Tickets.
+    let own = |address: &str| address.eq_ignore_ascii_case("help@mon.example.com");
+    let noise = mail::noise(envelope_from, &message, own);
+    if envelope_from.is_empty() {
+        assert!(noise.is_some());
+    }
+    let ticket = mail::subject_ticket(subject).unwrap_or(id);
+    let notice_subject = mail::notice_subject(ticket, subject);
+    assert_eq!(mail::subject_ticket(&notice_subject), Some(ticket));
+    let _ = mail::description("Email: %", subject);
+    let reply = mail::reply_text(&message.body);
+    assert_eq!(reply.is_empty(), message.body.trim().is_empty());
+
+    // The notice that would answer it, built from its text.
+    let mut references = message.references.clone();
+    references.extend(message.message_id.clone());
+    let notice = Notice {
+        from: Some("help@mon.example.com".into()),
+        to: from.to_owned(),
+        subject: if flags & 8 == 0 {
+            notice_subject
+        } else {
+            format!("Re: {}", mail::clean_subject(subject))
+        },
+        body: mail::expand("Ticket %t: %W", Some(ticket), Some("https://t.example/%t")),
+        in_reply_to: message.message_id.clone(),
+        references,
+        auto_submitted: "auto-replied",
+        kind: "ticket_created",
+        ticket_id: Some(ticket),
+    };
+    // An unusable recipient address is an error the caller logs; a composed notice is checked.
+    if let Ok(composed) = outbox::compose(&OUTBOUND, &notice) {
+        check_headers(&composed.bytes);
+    }
+});
