@@ -4,6 +4,8 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use mail_parser::{HeaderValue, MessageParser, MimeHeaders};
 
+mod structure;
+
 /// What mailops reads out of a message, parsed once per delivery.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Message {
@@ -62,8 +64,9 @@ pub struct Attachment {
 }
 
 impl Message {
-    /// Parses `raw`. A message that cannot be parsed, even one that makes the parser panic,
-    /// gives `parsed: false` rather than an error: it is still stored and accepted.
+    /// Parses `raw`. A message that cannot be parsed, even one that makes the parser panic or
+    /// has more parts, fields or nested messages than is safe to parse, gives `parsed: false`
+    /// rather than an error: it is still stored and accepted.
     pub fn parse(raw: &[u8]) -> Message {
         Message::read(raw, false)
     }
@@ -74,6 +77,10 @@ impl Message {
     }
 
     fn read(raw: &[u8], with_attachments: bool) -> Message {
+        if let Err(limit) = structure::check(raw) {
+            tracing::warn!(size = raw.len(), %limit, "storing the message unparsed");
+            return Message::default();
+        }
         let parsed = catch_unwind(AssertUnwindSafe(|| {
             MessageParser::default().parse(raw).map(|m| {
                 let header = |name: &str| {
