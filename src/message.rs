@@ -168,7 +168,7 @@ fn attachment(part: &mail_parser::MessagePart<'_>) -> Attachment {
     );
     Attachment {
         filename: part.attachment_name().map(text),
-        content_type: content_type.to_ascii_lowercase(),
+        content_type: text(&content_type).to_ascii_lowercase(),
         content: part.contents().to_vec(),
     }
 }
@@ -260,6 +260,11 @@ Content-Transfer-Encoding: base64\r\n\r\nZXJyb3IgNDI=\r\n--b--\r\n";
     fn nul_characters_are_dropped() {
         let m = Message::parse(b"Subject: a\0b\r\n\r\nx\r\n");
         assert_eq!(m.subject.as_deref(), Some("ab"));
+        let raw = b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\r\nx\r\n\
+--b\r\nContent-Type: application/x\0y; name=\"a\0b\"\r\n\r\ndata\r\n--b--\r\n";
+        let attachment = &Message::parse_with_attachments(raw).attachments[0];
+        assert_eq!(attachment.content_type, "application/xy");
+        assert_eq!(attachment.filename.as_deref(), Some("ab"));
     }
 
     #[test]
