@@ -6,6 +6,10 @@ use mail_parser::{HeaderValue, MessageParser, MimeHeaders};
 
 mod structure;
 
+/// The longest Message-ID kept (RFC 5322 §2.1.1: a line, and an id cannot be folded); a
+/// longer one is taken as absent. PostgreSQL cannot index ids of several kilobytes.
+const MAX_ID: usize = 998;
+
 /// What mailops reads out of a message, parsed once per delivery.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Message {
@@ -89,7 +93,7 @@ impl Message {
                 };
                 Message {
                     parsed: true,
-                    message_id: m.message_id().map(text),
+                    message_id: m.message_id().and_then(id),
                     subject: m.subject().map(text),
                     from_address: m.from().and_then(|a| a.first()?.address()).map(text),
                     body: m.body_text(0).map(|b| body_text(&b)).unwrap_or_default(),
@@ -153,8 +157,18 @@ fn ids(value: &HeaderValue<'_>) -> Vec<String> {
         .as_text_list()
         .unwrap_or_default()
         .iter()
-        .map(|id| text(id))
+        .filter_map(|value| id(value))
         .collect()
+}
+
+/// A Message-ID as stored: without the white space of folding or control characters (an id
+/// has none), `None` when nothing is left or it is over [`MAX_ID`].
+fn id(value: &str) -> Option<String> {
+    let id: String = value
+        .chars()
+        .filter(|c| !c.is_whitespace() && !c.is_control())
+        .collect();
+    (!id.is_empty() && id.len() <= MAX_ID).then_some(id)
 }
 
 /// An attachment as stored.
@@ -239,6 +253,18 @@ Content-Transfer-Encoding: base64\r\n\r\nZXJyb3IgNDI=\r\n--b--\r\n";
                 content: b"error 42".to_vec(),
             }]
         );
+    }
+
+    #[test]
+    fn overlong_ids_are_absent_and_folding_is_dropped() {
+        let long = format!("{}@example.com", "i".repeat(MAX_ID));
+        let raw = format!(
+            "Message-ID: <{long}>\r\nReferences: <a@example.com> <{long}>\r\n \
+             <b@\r\n example.com>\r\n\r\nx\r\n"
+        );
+        let m = Message::parse(raw.as_bytes());
+        assert_eq!(m.message_id, None);
+        assert_eq!(m.references, ["a@example.com", "b@example.com"]);
     }
 
     #[test]
