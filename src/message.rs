@@ -6,6 +6,9 @@ use mail_parser::{HeaderValue, MessageParser, MimeHeaders};
 
 mod structure;
 
+/// The longest decoded subject kept; the rest is cut. A subject can be folded over megabytes,
+/// and every ticket and notice made from it would copy it again.
+const MAX_SUBJECT: usize = 8 * 1024;
 /// The longest Message-ID kept (RFC 5322 §2.1.1: a line, and an id cannot be folded); a
 /// longer one is taken as absent. PostgreSQL cannot index ids of several kilobytes.
 const MAX_ID: usize = 998;
@@ -94,7 +97,7 @@ impl Message {
                 Message {
                     parsed: true,
                     message_id: m.message_id().and_then(id),
-                    subject: m.subject().map(text),
+                    subject: m.subject().map(subject),
                     from_address: m.from().and_then(|a| a.first()?.address()).map(text),
                     body: m.body_text(0).map(|b| body_text(&b)).unwrap_or_default(),
                     in_reply_to: ids(m.in_reply_to()),
@@ -171,6 +174,11 @@ fn id(value: &str) -> Option<String> {
     (!id.is_empty() && id.len() <= MAX_ID).then_some(id)
 }
 
+/// The subject as stored: no NULs, at most [`MAX_SUBJECT`] octets.
+fn subject(value: &str) -> String {
+    text(truncate(value, MAX_SUBJECT))
+}
+
 /// An attachment as stored.
 fn attachment(part: &mail_parser::MessagePart<'_>) -> Attachment {
     let content_type = part.content_type().map_or_else(
@@ -195,6 +203,18 @@ fn body_text(body: &str) -> String {
 /// Text as PostgreSQL can store it: without NUL characters.
 pub fn text(s: &str) -> String {
     s.replace('\0', "")
+}
+
+/// At most `max` octets of `s`, cut at a character boundary.
+pub fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 #[cfg(test)]
@@ -265,6 +285,17 @@ Content-Transfer-Encoding: base64\r\n\r\nZXJyb3IgNDI=\r\n--b--\r\n";
         let m = Message::parse(raw.as_bytes());
         assert_eq!(m.message_id, None);
         assert_eq!(m.references, ["a@example.com", "b@example.com"]);
+    }
+
+    #[test]
+    fn subjects_are_cut_at_a_character_boundary() {
+        let raw = format!(
+            "Subject: {}\u{e9}\r\n\r\nx\r\n",
+            "s".repeat(MAX_SUBJECT - 1)
+        );
+        // The two-octet é does not fit.
+        let subject = Message::parse(raw.as_bytes()).subject;
+        assert_eq!(subject, Some("s".repeat(MAX_SUBJECT - 1)));
     }
 
     #[test]
