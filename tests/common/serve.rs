@@ -39,6 +39,11 @@ impl Serve {
         serve
     }
 
+    /// The process id, to read its `/proc` entries.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGTERM, then the exit status.
     pub fn stop(mut self) -> std::process::ExitStatus {
         let pid = i32::try_from(self.child.id()).expect("pid fits");
