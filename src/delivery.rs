@@ -259,10 +259,26 @@ impl Backend for Delivery {
                 .iter()
                 .any(|r| matches!(r, Ok(Some(x)) if *x == route))
         };
-        let message = if has(Route::Ticket) {
-            Message::parse_with_attachments(&raw)
-        } else {
-            Message::parse(&raw)
+        let with_attachments = has(Route::Ticket);
+        // Parsing and hashing 25 MB takes a while: not on the threads serving the sessions.
+        let parsed = tokio::task::spawn_blocking(move || {
+            let message = if with_attachments {
+                Message::parse_with_attachments(&raw)
+            } else {
+                Message::parse(&raw)
+            };
+            let digest = inbound::digest(&raw);
+            (raw, message, digest)
+        })
+        .await;
+        let (raw, message, digest) = match parsed {
+            Ok(parsed) => parsed,
+            Err(e) => {
+                // Parsing catches the parser's panics; this is the runtime going away.
+                tracing::error!(error = %e, "parsing a message failed");
+                let reply = Reply::new(451, "4.3.0", "Local error in processing, try again later");
+                return vec![reply; envelope.recipients.len()];
+            }
         };
         let probe = has(Route::Event)
             .then(|| state.key.as_ref()?.find_in(&message, &raw))
@@ -271,7 +287,7 @@ impl Backend for Delivery {
             envelope,
             raw: &raw,
             message,
-            key: inbound::message_key(envelope, &inbound::digest(&raw)),
+            key: inbound::message_key(envelope, &digest),
             state: Arc::clone(&state),
             probe,
         };

@@ -4,6 +4,15 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use mail_parser::{HeaderValue, MessageParser, MimeHeaders};
 
+mod structure;
+
+/// The longest decoded subject kept; the rest is cut. A subject can be folded over megabytes,
+/// and every ticket and notice made from it would copy it again.
+const MAX_SUBJECT: usize = 8 * 1024;
+/// The longest Message-ID kept (RFC 5322 §2.1.1: a line, and an id cannot be folded); a
+/// longer one is taken as absent. PostgreSQL cannot index ids of several kilobytes.
+const MAX_ID: usize = 998;
+
 /// What mailops reads out of a message, parsed once per delivery.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Message {
@@ -62,8 +71,9 @@ pub struct Attachment {
 }
 
 impl Message {
-    /// Parses `raw`. A message that cannot be parsed, even one that makes the parser panic,
-    /// gives `parsed: false` rather than an error: it is still stored and accepted.
+    /// Parses `raw`. A message that cannot be parsed, even one that makes the parser panic or
+    /// has more parts, fields or nested messages than is safe to parse, gives `parsed: false`
+    /// rather than an error: it is still stored and accepted.
     pub fn parse(raw: &[u8]) -> Message {
         Message::read(raw, false)
     }
@@ -74,6 +84,10 @@ impl Message {
     }
 
     fn read(raw: &[u8], with_attachments: bool) -> Message {
+        if let Err(limit) = structure::check(raw) {
+            tracing::warn!(size = raw.len(), %limit, "storing the message unparsed");
+            return Message::default();
+        }
         let parsed = catch_unwind(AssertUnwindSafe(|| {
             MessageParser::default().parse(raw).map(|m| {
                 let header = |name: &str| {
@@ -82,8 +96,8 @@ impl Message {
                 };
                 Message {
                     parsed: true,
-                    message_id: m.message_id().map(text),
-                    subject: m.subject().map(text),
+                    message_id: m.message_id().and_then(id),
+                    subject: m.subject().map(subject),
                     from_address: m.from().and_then(|a| a.first()?.address()).map(text),
                     body: m.body_text(0).map(|b| body_text(&b)).unwrap_or_default(),
                     in_reply_to: ids(m.in_reply_to()),
@@ -146,8 +160,23 @@ fn ids(value: &HeaderValue<'_>) -> Vec<String> {
         .as_text_list()
         .unwrap_or_default()
         .iter()
-        .map(|id| text(id))
+        .filter_map(|value| id(value))
         .collect()
+}
+
+/// A Message-ID as stored: without the white space of folding or control characters (an id
+/// has none), `None` when nothing is left or it is over [`MAX_ID`].
+fn id(value: &str) -> Option<String> {
+    let id: String = value
+        .chars()
+        .filter(|c| !c.is_whitespace() && !c.is_control())
+        .collect();
+    (!id.is_empty() && id.len() <= MAX_ID).then_some(id)
+}
+
+/// The subject as stored: no NULs, at most [`MAX_SUBJECT`] octets.
+fn subject(value: &str) -> String {
+    text(truncate(value, MAX_SUBJECT))
 }
 
 /// An attachment as stored.
@@ -161,7 +190,7 @@ fn attachment(part: &mail_parser::MessagePart<'_>) -> Attachment {
     );
     Attachment {
         filename: part.attachment_name().map(text),
-        content_type: content_type.to_ascii_lowercase(),
+        content_type: text(&content_type).to_ascii_lowercase(),
         content: part.contents().to_vec(),
     }
 }
@@ -174,6 +203,18 @@ fn body_text(body: &str) -> String {
 /// Text as PostgreSQL can store it: without NUL characters.
 pub fn text(s: &str) -> String {
     s.replace('\0', "")
+}
+
+/// At most `max` octets of `s`, cut at a character boundary.
+pub fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 #[cfg(test)]
@@ -235,6 +276,29 @@ Content-Transfer-Encoding: base64\r\n\r\nZXJyb3IgNDI=\r\n--b--\r\n";
     }
 
     #[test]
+    fn overlong_ids_are_absent_and_folding_is_dropped() {
+        let long = format!("{}@example.com", "i".repeat(MAX_ID));
+        let raw = format!(
+            "Message-ID: <{long}>\r\nReferences: <a@example.com> <{long}>\r\n \
+             <b@\r\n example.com>\r\n\r\nx\r\n"
+        );
+        let m = Message::parse(raw.as_bytes());
+        assert_eq!(m.message_id, None);
+        assert_eq!(m.references, ["a@example.com", "b@example.com"]);
+    }
+
+    #[test]
+    fn subjects_are_cut_at_a_character_boundary() {
+        let raw = format!(
+            "Subject: {}\u{e9}\r\n\r\nx\r\n",
+            "s".repeat(MAX_SUBJECT - 1)
+        );
+        // The two-octet é does not fit.
+        let subject = Message::parse(raw.as_bytes()).subject;
+        assert_eq!(subject, Some("s".repeat(MAX_SUBJECT - 1)));
+    }
+
+    #[test]
     fn headers_without_values_are_none() {
         let m = Message::parse(b"X-Other: 1\r\n\r\nbody\r\n");
         assert!(m.parsed);
@@ -253,6 +317,11 @@ Content-Transfer-Encoding: base64\r\n\r\nZXJyb3IgNDI=\r\n--b--\r\n";
     fn nul_characters_are_dropped() {
         let m = Message::parse(b"Subject: a\0b\r\n\r\nx\r\n");
         assert_eq!(m.subject.as_deref(), Some("ab"));
+        let raw = b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\r\nx\r\n\
+--b\r\nContent-Type: application/x\0y; name=\"a\0b\"\r\n\r\ndata\r\n--b--\r\n";
+        let attachment = &Message::parse_with_attachments(raw).attachments[0];
+        assert_eq!(attachment.content_type, "application/xy");
+        assert_eq!(attachment.filename.as_deref(), Some("ab"));
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::fmt;
 use super::model::{Alignment, Device, RegexType, Severity};
 use super::policies::{CompiledOriginator, Extractor, Policies};
 use crate::config::AlertMessage;
+use crate::message::truncate;
 use crate::route::address_key;
 
 /// Longest device log message kept, in octets.
@@ -328,18 +329,6 @@ pub fn expand(template: &str, alert: &Alert<'_>, device: &str) -> String {
         }
     }
     out
-}
-
-/// At most `max` octets of `s`, cut at a character boundary.
-fn truncate(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
 }
 
 #[cfg(test)]

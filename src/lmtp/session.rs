@@ -16,6 +16,8 @@ use super::{Backend, Reply};
 
 /// Octets asked of the stream per read.
 const READ_CHUNK: usize = 16 * 1024;
+/// The slowest DATA kept up, in octets per second: Postfix's `smtpd_min_data_rate` default.
+const MIN_DATA_RATE: f64 = 500.0;
 
 /// One mail transaction as the backend receives it.
 #[derive(Debug, Clone, Default)]
@@ -403,10 +405,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
 
     /// Reads DATA to its end; `Ok(None)` on idle timeout. The end of the stream before the
     /// end of DATA is an error: nothing is delivered.
+    ///
+    /// The deadline is not per read: it starts an idle timeout away and each octet received
+    /// moves it on by `1 / MIN_DATA_RATE` s, never past an idle timeout from now (as Postfix's
+    /// `smtpd_min_data_rate`). A client trickling a byte now and then is cut off after about
+    /// an idle timeout instead of holding the session for ever; one sending at least
+    /// `MIN_DATA_RATE` octets a second is never hurried.
     async fn receive_data(
         &mut self,
         mut data: DataDecoder,
     ) -> io::Result<Option<Result<Vec<u8>, DataError>>> {
+        let mut deadline = Instant::now() + self.idle;
         loop {
             let (n, done) = data.decode(&self.buf[self.pos..]);
             self.pos += n;
@@ -414,13 +423,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 return Ok(Some(data.finish()));
             }
             self.flush().await?;
-            let Ok(read) = tokio::time::timeout(self.idle, self.fill()).await else {
+            let Ok(read) = tokio::time::timeout_at(deadline, self.fill()).await else {
                 return Ok(None);
             };
-            if read? == 0 {
+            let read = read?;
+            if read == 0 {
                 let eof = io::Error::new(io::ErrorKind::UnexpectedEof, "end of stream in DATA");
                 return Err(eof);
             }
+            let earned = Duration::from_secs_f64(read as f64 / MIN_DATA_RATE);
+            deadline = (deadline + earned).min(Instant::now() + self.idle);
         }
     }
 }

@@ -56,6 +56,11 @@ impl Serve {
         serve
     }
 
+    /// The process id, to read its `/proc` entries.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGTERM, then the exit status; panics unless it exits within a minute (it only
     /// finishes the transactions in flight).
     pub fn stop(mut self) -> ExitStatus {
