@@ -17,13 +17,26 @@ use crate::state::{Current, State};
 use crate::store::{self, inbound};
 use crate::tickets::handle::{self as tickets, Outcome as TicketOutcome};
 
+/// Messages up to this size are parsed on the session's own thread.
+const PARSE_INLINE_MAX: usize = 64 * 1024;
+
 /// Stores delivered mail in PostgreSQL.
 pub struct Delivery {
     pool: Pool,
     current: Current,
     settings: Settings,
     outbound: Option<Arc<Outbound>>,
+    /// [`LARGE_BUDGET`], in [`LARGE_UNIT`]s.
+    large: tokio::sync::Semaphore,
 }
+
+/// Messages over [`PARSE_INLINE_MAX`] are parsed and stored only while the ones in progress
+/// total at most this much. Each costs about four times its size until it is stored (the raw
+/// bytes, the decoded text, the text the events policies read, the INSERT's buffer), so peak
+/// memory stays near the sessions' receive buffers plus four times this, whatever the sizes.
+const LARGE_BUDGET: usize = 8 << 20;
+/// How [`LARGE_BUDGET`] is counted.
+const LARGE_UNIT: usize = 64 * 1024;
 
 /// What became of one recipient's copy.
 enum Outcome {
@@ -60,6 +73,7 @@ impl Delivery {
             current,
             settings,
             outbound,
+            large: tokio::sync::Semaphore::new(LARGE_BUDGET / LARGE_UNIT),
         }
     }
 
@@ -260,8 +274,12 @@ impl Backend for Delivery {
                 .any(|r| matches!(r, Ok(Some(x)) if *x == route))
         };
         let with_attachments = has(Route::Ticket);
-        // Parsing and hashing 25 MB takes a while: not on the threads serving the sessions.
-        let parsed = tokio::task::spawn_blocking(move || {
+        let inline = raw.len() <= PARSE_INLINE_MAX;
+        let units = raw
+            .len()
+            .div_ceil(LARGE_UNIT)
+            .min(LARGE_BUDGET / LARGE_UNIT) as u32;
+        let parse = move || {
             let message = if with_attachments {
                 Message::parse_with_attachments(&raw)
             } else {
@@ -269,15 +287,26 @@ impl Backend for Delivery {
             };
             let digest = inbound::digest(&raw);
             (raw, message, digest)
-        })
-        .await;
-        let (raw, message, digest) = match parsed {
-            Ok(parsed) => parsed,
-            Err(e) => {
-                // Parsing catches the parser's panics; this is the runtime going away.
-                tracing::error!(error = %e, "parsing a message failed");
-                let reply = Reply::new(451, "4.3.0", "Local error in processing, try again later");
-                return vec![reply; envelope.recipients.len()];
+        };
+        // Parsing and hashing 25 MB takes a while: not on the threads serving the sessions. A
+        // small message takes microseconds, less than handing it to another thread would.
+        // Held until the message is stored; a message larger than the budget takes all of it.
+        let _large = match inline {
+            true => None,
+            false => self.large.acquire_many(units).await.ok(),
+        };
+        let (raw, message, digest) = if inline {
+            parse()
+        } else {
+            match tokio::task::spawn_blocking(parse).await {
+                Ok(parsed) => parsed,
+                Err(e) => {
+                    // Parsing catches the parser's panics; this is the runtime going away.
+                    tracing::error!(error = %e, "parsing a message failed");
+                    let reply =
+                        Reply::new(451, "4.3.0", "Local error in processing, try again later");
+                    return vec![reply; envelope.recipients.len()];
+                }
             }
         };
         let probe = has(Route::Event)

@@ -86,7 +86,10 @@ async fn main() -> anyhow::Result<()> {
     never_world_writable();
     let config = Config::load(&cli.config)?;
     match cli.command {
-        Command::Serve => mailops::serve::run(config, shutdown_signal()).await?,
+        Command::Serve => {
+            return_large_buffers();
+            mailops::serve::run(config, shutdown_signal()).await?
+        }
         Command::Migrate => {
             let pool = mailops::store::pool(&config.database.url, 1)?;
             let applied = mailops::store::migrate::run(&pool).await?;
@@ -211,6 +214,19 @@ fn never_world_writable() {
     unsafe {
         let mask = libc::umask(0o022);
         libc::umask(mask | 0o002);
+    }
+}
+
+/// Messages (up to `lmtp.max_message_size`) are held in buffers that glibc's malloc would, after
+/// the first few were freed, carve from its heaps instead of mapping them: it raises its mmap
+/// threshold each time a mapped buffer is freed. Heap memory is rarely given back, so peak RSS
+/// would follow the largest messages ever seen times the sessions. A fixed threshold keeps every
+/// buffer over 128 KiB mapped, and unmapped as soon as its message is stored.
+fn return_large_buffers() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt(3) only sets an allocator parameter; glibc serialises it with allocation.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
     }
 }
 

@@ -68,7 +68,7 @@ pub async fn load(pool: &Pool) -> Result<State, store::Error> {
         addresses = router.len(),
         devices = events.device_count(),
         originators = events.originators.len(),
-        event_policies = events.event_policies.len(),
+        event_policies = events.event_policies().len(),
         ticket_policies = tickets.len(),
         roundtrip_policies = model.roundtrips.len(),
         "policies loaded"

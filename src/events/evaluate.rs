@@ -1,6 +1,7 @@
 //! What one alert mail does: which device it is about, which events it raises or clears, and
 //! what is logged. Pure: the writes are planned here and carried out by the store.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use super::model::{Alignment, Device, RegexType, Severity};
@@ -190,18 +191,15 @@ pub fn evaluate<'a>(policies: &'a Policies, alert: &Alert<'_>, settings: Setting
     };
 
     let text = match settings.alert_message {
-        AlertMessage::Body => alert.body.to_owned(),
-        AlertMessage::SubjectAndBody => format!("{}\n{}", alert.subject, alert.body),
+        AlertMessage::Body => Cow::Borrowed(alert.body),
+        AlertMessage::SubjectAndBody => Cow::Owned(format!("{}\n{}", alert.subject, alert.body)),
     };
     let mut writes = vec![Write::DeviceLog {
         device_id: device.id,
         message: truncate(&text, MAX_LOG_MESSAGE).to_owned(),
     }];
-    let matching: Vec<_> = policies
-        .event_policies
-        .iter()
-        .filter(|p| p.first.is_match(&text) && p.second.as_ref().is_none_or(|m| m.is_match(&text)))
-        .collect();
+    let mut matching = policies.first_matches(&text);
+    matching.retain(|p| p.second.as_ref().is_none_or(|m| m.is_match(&text)));
     for p in &matching {
         let message = expand(&p.policy.message, alert, &device.name);
         writes.push(Write::Raise {

@@ -317,6 +317,41 @@ fn first_and_second_match_strings_for_text_and_regex() {
 }
 
 #[test]
+fn one_pass_over_many_policies_finds_what_each_policy_would() {
+    use MatchLogic::*;
+    let text = "Volume 1 degraded: disk 3 failed (error 5) at a.b [x]";
+    let mut policies: Vec<EventPolicy> = [
+        (Text, "degraded"),
+        (Text, "Degraded"),
+        (Text, "a.b [x]"),
+        (Text, "a?b"),
+        (Regex, r"disk \d+ failed"),
+        (Regex, r"(?i)VOLUME \d"),
+        (Regex, r"disk [a-z]+ failed"),
+        (Regex, r"^Volume"),
+    ]
+    .into_iter()
+    .enumerate()
+    .map(|(i, (logic, first))| event_policy(i as i64 + 1, first, logic, first, None))
+    .collect();
+    // Many more, as at a real site, none of which match.
+    policies.extend((100..300).map(|i| {
+        let first = format!("Service check {i} is CRITICAL");
+        event_policy(i, &first, Text, &first, None)
+    }));
+    let p = nas_policies(policies);
+    let each: Vec<i64> = p
+        .event_policies()
+        .iter()
+        .filter(|e| e.first.is_match(text))
+        .map(|e| e.policy.id)
+        .collect();
+    let once: Vec<i64> = p.first_matches(text).iter().map(|e| e.policy.id).collect();
+    assert_eq!(each, [1, 3, 5, 6, 8]);
+    assert_eq!(once, each);
+}
+
+#[test]
 fn every_matching_policy_raises_and_the_device_log_comes_first() {
     let mut clear = event_policy(12, "RAID rebuilt", MatchLogic::Text, "rebuilt", None);
     clear.clears_id = Some(11);

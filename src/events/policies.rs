@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-use regex::Regex;
+use regex::{Regex, RegexSet, RegexSetBuilder};
 
 use super::model::{compile_regex, Device, EventPolicy, MatchLogic, Originator, PatternType};
 
@@ -72,8 +72,31 @@ pub struct Policies {
     /// Originator policies in the order they are tried.
     pub originators: Vec<CompiledOriginator>,
     /// Event policies, all tried.
-    pub event_policies: Vec<CompiledEventPolicy>,
+    event_policies: Vec<CompiledEventPolicy>,
+    /// Every event policy's first match string in one set, index for index, so one pass over
+    /// an alert finds the candidates; `None` when the set would exceed the regex size limits.
+    first_set: Option<RegexSet>,
 }
+
+/// One set of every policy's first match string (literals escaped); `None` when empty or too
+/// large for the limits (each policy's own matcher is then tried in turn, as fast per policy).
+fn first_set(policies: &[CompiledEventPolicy]) -> Option<RegexSet> {
+    if policies.is_empty() {
+        return None;
+    }
+    let patterns = policies.iter().map(|p| match &p.first {
+        Matcher::Text(needle) => regex::escape(needle),
+        Matcher::Regex(re) => re.as_str().to_owned(),
+    });
+    RegexSetBuilder::new(patterns)
+        .size_limit(SET_SIZE_LIMIT)
+        .dfa_size_limit(SET_SIZE_LIMIT)
+        .build()
+        .ok()
+}
+
+/// Size limit of the compiled first-match set (each regex in it already passed its own).
+const SET_SIZE_LIMIT: usize = 32 << 20;
 
 /// A device name as compared: ASCII case folded.
 fn name_key(name: &str) -> String {
@@ -137,7 +160,29 @@ impl Policies {
                 }
             }
         }
+        p.first_set = first_set(&p.event_policies);
         (p, problems)
+    }
+
+    /// Every event policy.
+    pub fn event_policies(&self) -> &[CompiledEventPolicy] {
+        &self.event_policies
+    }
+
+    /// The event policies whose first match string matches `text`, in policy order.
+    pub fn first_matches<'a>(&'a self, text: &str) -> Vec<&'a CompiledEventPolicy> {
+        match &self.first_set {
+            Some(set) => set
+                .matches(text)
+                .into_iter()
+                .map(|i| &self.event_policies[i])
+                .collect(),
+            None => self
+                .event_policies
+                .iter()
+                .filter(|p| p.first.is_match(text))
+                .collect(),
+        }
     }
 
     /// The device with this id.

@@ -31,6 +31,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0005_roundtrip.sql",
         include_str!("../../sql/0005_roundtrip.sql"),
     ),
+    (
+        6,
+        "0006_hot_events.sql",
+        include_str!("../../sql/0006_hot_events.sql"),
+    ),
 ];
 
 /// Arbitrary key of the advisory lock that serialises concurrent `migrate` runs.
