@@ -377,7 +377,7 @@ impl Config {
         let mut problems = Vec::new();
         let mut table: toml::Table = match text.parse() {
             Ok(t) => t,
-            Err(e) => return Err(vec![e.to_string()]),
+            Err(e) => return Err(vec![syntax_error(text, &e)]),
         };
         if let Some(url) = database_url {
             let db = table
@@ -585,6 +585,22 @@ fn check_token_url(url: &str) -> Result<(), &'static str> {
         "http" => Err("must be https (plain http only to a loopback address)"),
         _ => Err("must be an https URL"),
     }
+}
+
+/// A TOML syntax error by line and column. toml's own text quotes the line, which may be the
+/// one holding the database password.
+fn syntax_error(text: &str, e: &toml::de::Error) -> String {
+    let Some(span) = e.span() else {
+        return e.message().to_owned();
+    };
+    let before = &text[..span.start.min(text.len())];
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    format!(
+        "line {}, column {}: {}",
+        before.matches('\n').count() + 1,
+        before[line_start..].chars().count() + 1,
+        e.message()
+    )
 }
 
 /// Splits `host[:port]` (port 25 when none is given; `[v6]:port` for IPv6).
@@ -958,6 +974,15 @@ tls_cert_file = "/etc/cert.pem"
             !debug.contains("s3cret") && debug.contains("mailops:***@"),
             "{debug}"
         );
+    }
+
+    #[test]
+    fn a_syntax_error_names_the_place_not_the_line() {
+        let text = "[database]\nurl = \"postgres://mailops:s3cret@db/mailops\n";
+        let problems = Config::parse(text, None).unwrap_err();
+        assert_eq!(problems.len(), 1);
+        assert!(problems[0].starts_with("line 2, column "), "{problems:?}");
+        assert!(!problems[0].contains("s3cret"), "{problems:?}");
     }
 
     #[test]
