@@ -28,7 +28,6 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
@@ -400,13 +399,9 @@ strip_fqdn = false
 /// `mailops policy apply` with the real binary, the database only from the config file.
 fn apply_policies(config_file: &Path) {
     let policies = corpus_dir().join("policies.toml");
-    let out = Command::new(env!("CARGO_BIN_EXE_mailops"))
-        .arg("-c")
-        .arg(config_file)
+    let out = common::serve::mailops(config_file)
         .args(["policy", "apply"])
         .arg(&policies)
-        .env_remove("MAILOPS_DATABASE_URL")
-        .env_remove("DATABASE_URL")
         .output()
         .expect("running mailops policy apply");
     assert!(

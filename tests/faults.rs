@@ -17,7 +17,6 @@ mod common;
 mod load;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -306,12 +305,7 @@ impl Drop for System {
 
 /// Runs `mailops -c CONFIG ARGS...`, which must succeed.
 fn mailops(config_file: &Path, args: &[&str]) {
-    let out = run(Command::new(env!("CARGO_BIN_EXE_mailops"))
-        .arg("-c")
-        .arg(config_file)
-        .args(args)
-        .env_remove("DATABASE_URL")
-        .env_remove("MAILOPS_DATABASE_URL"));
+    let out = run(common::serve::mailops(config_file).args(args));
     assert!(out.status.success(), "mailops {args:?}: {}", describe(&out));
 }
 

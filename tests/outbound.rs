@@ -8,7 +8,6 @@ mod common;
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use common::db::TestDb;
@@ -137,13 +136,9 @@ fn smtp_test_logging(config_file: &Path, send_to: Option<&str>, log: &str) -> (b
 /// `mailops -c CONFIG ARGS…` with `MAILOPS_LOG=log` and the config's database and password
 /// only: whether it succeeded, and stdout then stderr.
 fn mailops(config_file: &Path, args: &[&str], log: &str) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_mailops"))
-        .arg("-c")
-        .arg(config_file)
+    let out = common::serve::mailops(config_file)
         .args(args)
         .env("MAILOPS_LOG", log)
-        .env_remove("DATABASE_URL")
-        .env_remove("MAILOPS_DATABASE_URL")
         .env_remove("MAILOPS_SMTP_PASSWORD")
         .output()
         .expect("running mailops");

@@ -6,8 +6,9 @@
 mod common;
 
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use common::db::TestDb;
@@ -15,20 +16,27 @@ use common::postfix::{free_port, random_hex, require_postfix, unique_temp_dir};
 use mailops::config::Config;
 use mailops::outbound::outbox::{self, Notice};
 
-/// `mailops -c CONFIG ARGS…` started under `sh` with `umask` and `MAILOPS_LOG=log`, its
-/// stdout and stderr going to `output`.
-fn spawn(config_file: &Path, args: &[&str], umask: &str, log: &str, output: &Path) -> Child {
+/// `mailops -c CONFIG ARGS…` started with `umask` and `MAILOPS_LOG=log`, its stdout and stderr
+/// going to `output`.
+fn spawn(
+    config_file: &Path,
+    args: &[&str],
+    umask: libc::mode_t,
+    log: &str,
+    output: &Path,
+) -> Child {
     let out = std::fs::File::create(output).expect("output file");
-    Command::new("sh")
-        .arg("-c")
-        .arg(format!("umask {umask}; exec \"$0\" \"$@\""))
-        .arg(env!("CARGO_BIN_EXE_mailops"))
-        .arg("-c")
-        .arg(config_file)
+    let mut command = common::serve::mailops(config_file);
+    // SAFETY: umask(2) is async-signal-safe and touches no memory, as pre_exec requires.
+    unsafe {
+        command.pre_exec(move || {
+            libc::umask(umask);
+            Ok(())
+        });
+    }
+    command
         .args(args)
         .env("MAILOPS_LOG", log)
-        .env_remove("DATABASE_URL")
-        .env_remove("MAILOPS_DATABASE_URL")
         .env_remove("MAILOPS_SMTP_PASSWORD")
         .stdin(Stdio::null())
         .stdout(out.try_clone().expect("output file"))
@@ -40,7 +48,7 @@ fn spawn(config_file: &Path, args: &[&str], umask: &str, log: &str, output: &Pat
 /// Runs a command to its end; returns whether it succeeded and what it printed.
 fn run(config_file: &Path, args: &[&str], dir: &Path) -> (bool, String) {
     let output = dir.join("output");
-    let status = spawn(config_file, args, "022", "trace", &output)
+    let status = spawn(config_file, args, 0o022, "trace", &output)
         .wait()
         .expect("waiting for mailops");
     let text = std::fs::read_to_string(&output).expect("output");
@@ -87,7 +95,7 @@ async fn the_lmtp_socket_is_only_for_postfixs_group_whatever_the_umask() {
     .expect("config");
     // umask 000: bind(2) alone would make the socket 0777, writable by anyone.
     let output = dir.join("serve.log");
-    let serve = spawn(&file, &["serve"], "000", "info", &output);
+    let serve = spawn(&file, &["serve"], 0o000, "info", &output);
     wait_until("the socket", || async {
         std::os::unix::net::UnixStream::connect(&socket).is_ok()
     })
@@ -234,7 +242,7 @@ async fn secrets_never_reach_the_output_even_at_trace_level() {
             .await
             .expect("queued");
         let output = dir.join("serve.log");
-        let serve = spawn(&file, &["serve"], "022", "trace", &output);
+        let serve = spawn(&file, &["serve"], 0o022, "trace", &output);
         wait_until("a failed attempt", || async {
             let row = db
                 .client()
@@ -252,7 +260,7 @@ async fn secrets_never_reach_the_output_even_at_trace_level() {
         // serve and migrate: the database refuses, or its URL cannot be read.
         let text = std::fs::read_to_string(&file).expect("config");
         std::fs::write(&file, text.replace(&url, &refusing_db)).expect("config");
-        let serve = spawn(&file, &["serve"], "022", "trace", &output);
+        let serve = spawn(&file, &["serve"], 0o022, "trace", &output);
         let deadline = Instant::now() + Duration::from_secs(20);
         while !std::fs::read_to_string(&output)
             .expect("output")

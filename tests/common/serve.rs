@@ -1,4 +1,5 @@
-//! `mailops serve` as a child process, as operators run it.
+//! The real `mailops` binary: `mailops serve` as a child process, as operators run it, and the
+//! command line every test runs it with.
 
 use std::fs::File;
 use std::path::Path;
@@ -6,6 +7,18 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use mailops::config::Config;
+
+/// `mailops -c config_file`, the real binary, taking its database from the config file only: the
+/// environment's `DATABASE_URL` names the server the tests share, not the test's own database.
+pub fn mailops(config_file: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_mailops"));
+    command
+        .arg("-c")
+        .arg(config_file)
+        .env_remove("DATABASE_URL")
+        .env_remove("MAILOPS_DATABASE_URL");
+    command
+}
 
 /// `mailops serve` running as a child process; killed if the test ends without stopping it.
 pub struct Serve {
@@ -30,12 +43,8 @@ impl Serve {
     }
 
     fn launch(config_file: &Path, config: &Config, stderr: Stdio) -> Serve {
-        let child = Command::new(env!("CARGO_BIN_EXE_mailops"))
-            .arg("-c")
-            .arg(config_file)
+        let child = mailops(config_file)
             .arg("serve")
-            .env_remove("DATABASE_URL")
-            .env_remove("MAILOPS_DATABASE_URL")
             .stdin(Stdio::null())
             .stderr(stderr)
             .spawn()
