@@ -155,15 +155,7 @@ fn data(raw: &[u8]) -> Vec<u8> {
         raw.is_empty() || raw.ends_with(b"\r\n"),
         "a message ends in CRLF"
     );
-    let mut out = Vec::with_capacity(raw.len() + 5);
-    let mut line_start = true;
-    for (i, &b) in raw.iter().enumerate() {
-        if line_start && b == b'.' {
-            out.push(b'.');
-        }
-        out.push(b);
-        line_start = b == b'\n' && i > 0 && raw[i - 1] == b'\r';
-    }
+    let mut out = mailops::lmtp::stuff(raw);
     out.extend(b".\r\n");
     out
 }

@@ -148,21 +148,6 @@ fn check_replies(replies: &[u8]) {
     );
 }
 
-/// Dot-stuffing (RFC 5321 §4.5.2): the inverse of what the session undoes. Only a CRLF starts
-/// a line, as in the session.
-fn stuff(message: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(message.len() + 16);
-    let mut line_start = true;
-    for (i, &b) in message.iter().enumerate() {
-        if line_start && b == b'.' {
-            out.push(b'.');
-        }
-        out.push(b);
-        line_start = b == b'\n' && i > 0 && message[i - 1] == b'\r';
-    }
-    out
-}
-
 fuzz_target!(|data: &[u8]| {
     // The first octet picks how the rest arrives: all at once is the reference.
     let Some((&split, input)) = data.split_first() else {
@@ -184,7 +169,7 @@ fuzz_target!(|data: &[u8]| {
 
         let mut again =
             b"LHLO x\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<r@known.test>\r\nDATA\r\n".to_vec();
-        again.extend_from_slice(&stuff(message));
+        again.extend_from_slice(&lmtp::stuff(message));
         again.extend_from_slice(b".\r\nQUIT\r\n");
         let resent = session(&again, again.len());
         let delivered: Vec<&[u8]> = resent.deliveries.iter().map(|d| d.2.as_slice()).collect();

@@ -103,6 +103,22 @@ enum State {
     Cr,
 }
 
+/// Dot-stuffs `message` for DATA (RFC 5321 §4.5.2), what [`DataDecoder`] undoes: a `.` that
+/// starts a line, which only a CRLF does (as the decoder counts lines), is doubled. The
+/// end-of-data line is not added. For the clients that drive the session: fuzzing and tests.
+pub fn stuff(message: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(message.len() + 16);
+    let mut line_start = true;
+    for (i, &b) in message.iter().enumerate() {
+        if line_start && b == b'.' {
+            out.push(b'.');
+        }
+        out.push(b);
+        line_start = b == b'\n' && i > 0 && message[i - 1] == b'\r';
+    }
+    out
+}
+
 /// Decodes DATA up to the end-of-data line, keeping at most the maximum message size.
 #[derive(Debug)]
 pub struct DataDecoder {
@@ -434,6 +450,28 @@ mod tests {
                 assert_eq!(left, *rest);
             }
         }
+    }
+
+    #[test]
+    fn stuffing_is_what_the_decoder_undoes() {
+        for message in [
+            &b""[..],
+            b".\r\n",
+            b"..\r\n.a\r\n",
+            b"a\r\n.\r\nb\r\n",
+            b"a\n.\nb\r\n",
+            b"a\r.\r\n",
+        ] {
+            let mut sent = stuff(message);
+            sent.extend(b".\r\n");
+            assert_eq!(
+                data(&[&sent], 1000),
+                (Some(Ok(message.to_vec())), Vec::new()),
+                "{:?}",
+                String::from_utf8_lossy(message)
+            );
+        }
+        assert_eq!(stuff(b".a\r\n.b\n.c"), b"..a\r\n..b\n.c");
     }
 
     #[test]

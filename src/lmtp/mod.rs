@@ -11,6 +11,7 @@ mod reply;
 mod server;
 mod session;
 
+pub use codec::stuff;
 pub use reply::Reply;
 pub use server::{serve, Listener, SocketFile};
 pub use session::{run, Envelope, Limits};
