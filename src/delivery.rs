@@ -2,6 +2,7 @@
 //! store each recipient's copy with everything it causes in one transaction, answering `250`
 //! only after COMMIT.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -12,13 +13,18 @@ use crate::events::evaluate::{self, Alert, Decision, Settings, Write};
 use crate::lmtp::{Backend, Envelope, Reply};
 use crate::message::Message;
 use crate::roundtrip;
-use crate::route::Route;
+use crate::route::{address_key, Route};
 use crate::state::{Current, State};
 use crate::store::{self, inbound};
 use crate::tickets::handle::{self as tickets, Outcome as TicketOutcome};
 
+mod group;
+
 /// Messages up to this size are parsed on the session's own thread.
 const PARSE_INLINE_MAX: usize = 64 * 1024;
+
+/// Tasks storing events copies ([`group::Writers`]).
+const WRITERS: usize = 2;
 
 /// Stores delivered mail in PostgreSQL.
 pub struct Delivery {
@@ -26,6 +32,8 @@ pub struct Delivery {
     current: Current,
     settings: Settings,
     outbound: Option<Arc<Outbound>>,
+    /// Store the events recipients' copies, several sessions' in one transaction.
+    writers: group::Writers,
     /// [`LARGE_BUDGET`], in [`LARGE_UNIT`]s.
     large: tokio::sync::Semaphore,
 }
@@ -47,12 +55,17 @@ enum Outcome {
 }
 
 /// One message as every recipient's delivery sees it: parsed, hashed, decided once.
-struct Parsed<'a> {
-    envelope: &'a Envelope,
-    raw: &'a [u8],
-    message: Message,
+struct Parsed {
+    envelope: Arc<Envelope>,
+    raw: Arc<Vec<u8>>,
+    message: Arc<Message>,
     /// [`inbound::message_key`]: the same for every recipient and every redelivery.
-    key: String,
+    key: Arc<str>,
+    /// What the events pipeline writes for it (once, whichever recipient's copy is first).
+    writes: Arc<Vec<Write>>,
+    /// Held while a ticket or probe recipient's copy is stored: the recipients' copies are
+    /// stored concurrently, but one message's tickets are made one after another.
+    serial: tokio::sync::Mutex<()>,
     /// The recipients and policies it is delivered with.
     state: Arc<State>,
     /// The round-trip probe it answers (its token is in it): then it is no alert.
@@ -61,7 +74,8 @@ struct Parsed<'a> {
 
 impl Delivery {
     /// A backend storing through `pool`, routing and deciding with what `current` holds, and
-    /// queuing ticket notices when `outbound` is configured.
+    /// queuing ticket notices when `outbound` is configured. Starts its writer tasks, so it
+    /// must be made within a Tokio runtime.
     pub fn new(
         pool: Pool,
         current: Current,
@@ -69,6 +83,7 @@ impl Delivery {
         outbound: Option<Arc<Outbound>>,
     ) -> Delivery {
         Delivery {
+            writers: group::Writers::start(pool.clone(), WRITERS),
             pool,
             current,
             settings,
@@ -86,42 +101,10 @@ impl Delivery {
         }
     }
 
-    /// Stores one events recipient's copy and its writes in one transaction, in one round trip.
-    async fn store_event(
-        &self,
-        row: &inbound::Inbound<'_>,
-        message_key: &str,
-        writes: &[Write],
-    ) -> Result<Outcome, store::Error> {
-        let client = self.pool.get().await?;
-        let insert = inbound::prepare(&client).await?;
-        let statements = store::events::Statements::prepare(&client).await?;
-        let id = store::transaction(&client, async {
-            let (inserted, written) = tokio::join!(
-                biased;
-                inbound::insert(&**client, &insert, row),
-                store::all_in_order(store::events::pending(
-                    &client,
-                    &statements,
-                    message_key,
-                    writes
-                )),
-            );
-            // A redelivery aborts the transaction at the INSERT; what follows fails with it.
-            let Some(id) = inserted? else {
-                return Ok(None);
-            };
-            written?;
-            Ok(Some(id))
-        })
-        .await?;
-        Ok(id.map_or(Outcome::Duplicate, |id| Outcome::Stored(id, None)))
-    }
-
     /// Stores one ticket destination's copy and carries it out in one transaction.
     async fn store_ticket(
         &self,
-        row: &inbound::Inbound<'_>,
+        row: &inbound::Inbound,
         state: &State,
     ) -> Result<Outcome, store::Error> {
         let mut client = self.pool.get().await?;
@@ -137,8 +120,8 @@ impl Delivery {
         };
         let mail = tickets::Mail {
             envelope_from: &row.envelope.mail_from,
-            message: row.message,
-            destination: row.recipient,
+            message: &row.message,
+            destination: &row.recipient,
             inbound_id: id,
         };
         let outcome = tickets::handle(&*tx, &ctx, &mail).await?;
@@ -149,7 +132,7 @@ impl Delivery {
     /// Stores a probe's reply and records its round trip in one transaction.
     async fn store_probe_reply(
         &self,
-        row: &inbound::Inbound<'_>,
+        row: &inbound::Inbound,
         probe_id: i64,
     ) -> Result<Outcome, store::Error> {
         let mut client = self.pool.get().await?;
@@ -177,7 +160,7 @@ impl Delivery {
     /// Delivers to one recipient and says how it went, in a reply and one log line.
     async fn deliver_one(
         &self,
-        m: &Parsed<'_>,
+        m: &Parsed,
         recipient: &str,
         route: Result<Option<Route>, store::Error>,
         decision: Option<&Decision<'_>>,
@@ -192,24 +175,31 @@ impl Delivery {
             }
             Err(e) => return deferred(recipient, None, &e),
         };
-        let key = inbound::idempotency_key(&m.key, recipient);
         let row = inbound::Inbound {
-            envelope: m.envelope,
-            recipient,
+            envelope: Arc::clone(&m.envelope),
+            recipient: recipient.to_string(),
             route,
-            message: &m.message,
-            raw: m.raw,
-            idempotency_key: &key,
+            message: Arc::clone(&m.message),
+            raw: Arc::clone(&m.raw),
+            idempotency_key: inbound::idempotency_key(&m.key, recipient),
         };
         let result = match route {
             Route::Event => {
-                let writes = decision.map_or(&[][..], |d| &d.writes);
-                self.store_event(&row, &m.key, writes).await
+                let copy = group::Copy {
+                    row,
+                    message_key: Arc::clone(&m.key),
+                    writes: Arc::clone(&m.writes),
+                };
+                self.writers.store(copy).await
             }
-            Route::Ticket => self.store_ticket(&row, &m.state).await,
+            Route::Ticket => {
+                let _serial = m.serial.lock().await;
+                self.store_ticket(&row, &m.state).await.map_err(Arc::new)
+            }
             Route::ProbeReply => {
+                let _serial = m.serial.lock().await;
                 let probe = m.probe.expect("a probe reply has a probe");
-                self.store_probe_reply(&row, probe).await
+                self.store_probe_reply(&row, probe).await.map_err(Arc::new)
             }
         };
         let device = decision
@@ -312,24 +302,15 @@ impl Backend for Delivery {
         let probe = has(Route::Event)
             .then(|| state.key.as_ref()?.find_in(&message, &raw))
             .flatten();
-        let m = Parsed {
-            envelope,
-            raw: &raw,
-            message,
-            key: inbound::message_key(envelope, &digest),
-            state: Arc::clone(&state),
-            probe,
-        };
         // Decided once for all of the message's event recipients.
-        let decision = (has(Route::Event) && probe.is_none()).then(|| {
+        let mut decision = (has(Route::Event) && probe.is_none()).then(|| {
             let alert = Alert {
-                from: m
-                    .message
+                from: message
                     .from_address
                     .as_deref()
                     .unwrap_or(&envelope.mail_from),
-                subject: m.message.subject.as_deref().unwrap_or(""),
-                body: &m.message.body,
+                subject: message.subject.as_deref().unwrap_or(""),
+                body: &message.body,
             };
             let decision = evaluate::evaluate(&state.events, &alert, self.settings);
             for step in &decision.steps {
@@ -337,13 +318,42 @@ impl Backend for Delivery {
             }
             decision
         });
-        let mut replies = Vec::with_capacity(envelope.recipients.len());
-        for (recipient, route) in envelope.recipients.iter().zip(routes) {
-            replies.push(
-                self.deliver_one(&m, recipient, route, decision.as_ref())
-                    .await,
-            );
+        let writes = decision
+            .as_mut()
+            .map(|d| std::mem::take(&mut d.writes))
+            .unwrap_or_default();
+        let m = Parsed {
+            envelope: Arc::new(envelope.clone()),
+            raw: Arc::new(raw),
+            message: Arc::new(message),
+            key: inbound::message_key(envelope, &digest).into(),
+            writes: Arc::new(writes),
+            serial: tokio::sync::Mutex::new(()),
+            state: Arc::clone(&state),
+            probe,
+        };
+        // All at once, so the events recipients' copies can share a transaction; a recipient
+        // the envelope repeats afterwards, so it finds the first one's copy stored.
+        let mut seen = HashSet::new();
+        let (first, repeats): (Vec<_>, Vec<_>) = envelope
+            .recipients
+            .iter()
+            .zip(routes)
+            .enumerate()
+            .partition(|(_, (recipient, _))| seen.insert(address_key(recipient)));
+        let deliveries = first
+            .into_iter()
+            .map(|(i, (recipient, route))| {
+                let reply = self.deliver_one(&m, recipient, route, decision.as_ref());
+                Box::pin(async move { (i, reply.await) })
+            })
+            .collect();
+        let mut replies = store::in_order(deliveries).await;
+        for (i, (recipient, route)) in repeats {
+            let reply = self.deliver_one(&m, recipient, route, decision.as_ref());
+            replies.push((i, reply.await));
         }
-        replies
+        replies.sort_by_key(|(i, _)| *i);
+        replies.into_iter().map(|(_, reply)| reply).collect()
     }
 }

@@ -8,6 +8,7 @@ use common::db::TestDb;
 use common::lmtp::Client;
 use mailops::config::{Config, Listen};
 use mailops::delivery::Delivery;
+use mailops::lmtp::Backend;
 use mailops::{lmtp, serve, state, store};
 use tokio::sync::oneshot;
 
@@ -178,6 +179,73 @@ async fn a_redelivery_is_answered_250_and_stores_nothing_new() {
     assert!(third[0].contains("stored as"), "{third:?}");
     assert!(fourth[0].contains("stored as"), "{fourth:?}");
     assert_eq!(count(&db).await, 4);
+}
+
+/// Deliveries handed over at once: on this single-threaded test runtime, all are queued before
+/// the writers run, so they are stored as one batch unless one of them makes it fail.
+async fn deliver_at_once(backend: &Delivery, queue_ids: std::ops::Range<usize>) -> Vec<String> {
+    let deliveries = queue_ids.map(|i| {
+        Box::pin(async move {
+            let envelope = lmtp::Envelope {
+                mail_from: "ups@example.com".into(),
+                recipients: vec!["notify@mon.example.com".into()],
+                queue_id: Some(format!("4ZKb{i:04}")),
+                ..Default::default()
+            };
+            let raw = MESSAGE.replace("ups-1@", &format!("ups-{i}@")).into_bytes();
+            let replies = backend.deliver(&envelope, raw).await;
+            replies[0].to_string().trim_end().to_string()
+        })
+    });
+    store::in_order(deliveries.collect()).await
+}
+
+#[tokio::test]
+async fn copies_stored_together_share_a_commit_and_survive_a_redelivery_among_them() {
+    let db = TestDb::new().await;
+    let (_config, _server) = ready(&db).await;
+    let current = state::Current::default();
+    current.replace(state::load(&db.pool).await.expect("state"));
+    let backend = Delivery::new(db.pool.clone(), current, Default::default(), None);
+
+    let first = deliver_at_once(&backend, 0..30).await;
+    assert!(first.iter().all(|r| r.contains("stored as")), "{first:?}");
+    let commits: i64 = db
+        .client()
+        .await
+        .query_one(
+            "SELECT count(DISTINCT xmin::text) FROM inbound_messages",
+            &[],
+        )
+        .await
+        .expect("commits")
+        .get(0);
+    assert_eq!(
+        commits, 1,
+        "30 copies handed over at once share one transaction"
+    );
+
+    // Message 29 again among 20 new ones: that batch fails at its INSERT, and each copy is
+    // stored on its own instead.
+    let second = deliver_at_once(&backend, 29..50).await;
+    assert!(second[0].ends_with("already stored"), "{second:?}");
+    assert!(
+        second[1..].iter().all(|r| r.contains("stored as")),
+        "{second:?}"
+    );
+    assert_eq!(count(&db).await, 50);
+    // Each message's write (no device matches it: one system_log row) exactly once.
+    let logged: i64 = db
+        .client()
+        .await
+        .query_one(
+            "SELECT count(DISTINCT inbound_message_id) FROM system_log",
+            &[],
+        )
+        .await
+        .expect("system_log")
+        .get(0);
+    assert_eq!(logged, 50);
 }
 
 #[tokio::test]

@@ -1,5 +1,7 @@
 //! `inbound_messages`: one row per accepted (message, recipient).
 
+use std::sync::Arc;
+
 use sha2::{Digest, Sha256};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{GenericClient, Statement};
@@ -8,20 +10,21 @@ use crate::lmtp::Envelope;
 use crate::message::{self, Message};
 use crate::route::{address_key, Route};
 
-/// One recipient's copy of a message, as stored.
-pub struct Inbound<'a> {
+/// One recipient's copy of a message, as stored. It owns what it holds (the message's parts
+/// shared by all its recipients), so a writer task can store it for the session.
+pub struct Inbound {
     /// The LMTP envelope.
-    pub envelope: &'a Envelope,
+    pub envelope: Arc<Envelope>,
     /// The recipient this row is for, as given at RCPT.
-    pub recipient: &'a str,
+    pub recipient: String,
     /// Its pipeline.
     pub route: Route,
     /// The parsed message.
-    pub message: &'a Message,
+    pub message: Arc<Message>,
     /// The raw message.
-    pub raw: &'a [u8],
+    pub raw: Arc<Vec<u8>>,
     /// Its [`idempotency_key`].
-    pub idempotency_key: &'a str,
+    pub idempotency_key: String,
 }
 
 /// What recognises one message however often and to however many recipients it is delivered:
@@ -79,9 +82,9 @@ pub async fn prepare(
 pub async fn insert(
     client: &impl GenericClient,
     statement: &Statement,
-    row: &Inbound<'_>,
+    row: &Inbound,
 ) -> Result<Option<i64>, tokio_postgres::Error> {
-    let env = row.envelope;
+    let env = &row.envelope;
     let size = i32::try_from(row.raw.len()).unwrap_or(i32::MAX);
     let queue_id = env.queue_id.as_deref().map(message::text);
     let client_addr = env.client_addr.as_deref().map(message::text);
@@ -90,13 +93,13 @@ pub async fn insert(
             statement,
             &[
                 &message::text(&env.mail_from),
-                &message::text(row.recipient),
+                &message::text(&row.recipient),
                 &row.route.as_str(),
                 &row.message.message_id,
                 &row.message.subject,
                 &row.message.from_address,
                 &size,
-                &row.raw,
+                &row.raw.as_slice(),
                 &row.message.parsed,
                 &queue_id,
                 &client_addr,

@@ -41,6 +41,9 @@ pub enum Error {
     /// The policies in memory are behind the database (a reload is on its way).
     #[error("the policies in memory are behind the database: {0}")]
     Stale(String),
+    /// The tasks storing events deliveries have stopped (the server is shutting down).
+    #[error("the events writers have stopped")]
+    Stopped,
     /// The schema is older than this binary.
     #[error("the database schema is at migration {have}, this mailops needs {want}: run `mailops migrate`")]
     SchemaBehind {
@@ -112,15 +115,24 @@ pub type Pending<'a> =
 
 /// Runs statement futures on one connection, starting each in order on the first poll (so
 /// tokio-postgres pipelines them), and returns the first error once all have finished.
-pub async fn all_in_order(mut pending: Vec<Pending<'_>>) -> Result<(), tokio_postgres::Error> {
-    let mut results: Vec<Option<Result<u64, tokio_postgres::Error>>> =
-        pending.iter().map(|_| None).collect();
+pub async fn all_in_order(pending: Vec<Pending<'_>>) -> Result<(), tokio_postgres::Error> {
+    in_order(pending)
+        .await
+        .into_iter()
+        .try_for_each(|r| r.map(drop))
+}
+
+/// Polls `futures` in order until all have finished (each is first polled in order, so
+/// statements they send on one connection are pipelined in that order), and returns their
+/// outputs in the same order.
+pub async fn in_order<F: Future + Unpin>(mut futures: Vec<F>) -> Vec<F::Output> {
+    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
     std::future::poll_fn(|cx| {
         let mut done = true;
-        for (future, result) in pending.iter_mut().zip(results.iter_mut()) {
-            if result.is_none() {
-                match future.as_mut().poll(cx) {
-                    Poll::Ready(r) => *result = Some(r),
+        for (future, output) in futures.iter_mut().zip(outputs.iter_mut()) {
+            if output.is_none() {
+                match Pin::new(future).poll(cx) {
+                    Poll::Ready(r) => *output = Some(r),
                     Poll::Pending => done = false,
                 }
             }
@@ -132,5 +144,5 @@ pub async fn all_in_order(mut pending: Vec<Pending<'_>>) -> Result<(), tokio_pos
         }
     })
     .await;
-    results.into_iter().flatten().try_for_each(|r| r.map(drop))
+    outputs.into_iter().flatten().collect()
 }
