@@ -75,14 +75,10 @@ async fn write(pool: Pool, queue: Arc<Mutex<mpsc::UnboundedReceiver<Waiting>>>) 
         if queue.lock().await.recv_many(&mut batch, MAX_BATCH).await == 0 {
             return;
         }
-        let (mut copies, mut done): (Vec<Copy>, Vec<_>) =
-            batch.drain(..).map(|w| (w.copy, w.done)).unzip();
         // The same order in every batch, so two batches raising the same events lock them in
         // the same order rather than deadlocking.
-        let mut order: Vec<usize> = (0..copies.len()).collect();
-        order.sort_by_key(|&i| lock_order(&copies[i]));
-        copies = reorder(copies, &order);
-        done = reorder(done, &order);
+        batch.sort_by_key(|w| lock_order(&w.copy));
+        let (copies, done): (Vec<Copy>, Vec<_>) = batch.drain(..).map(|w| (w.copy, w.done)).unzip();
         let pool = pool.clone();
         // A panic storing ends that task only: its copies are answered with an error.
         let outcomes = match tokio::spawn(async move { store_all(&pool, &copies).await }).await {
@@ -115,12 +111,6 @@ fn lock_order(copy: &Copy) -> Option<(i64, i64)> {
         } => Some((*device_id, *event_policy_id)),
         Write::DeviceLog { .. } | Write::SystemLog { .. } => None,
     })
-}
-
-/// `items` in `order` (a permutation of their indexes).
-fn reorder<T>(items: Vec<T>, order: &[usize]) -> Vec<T> {
-    let mut items: Vec<Option<T>> = items.into_iter().map(Some).collect();
-    order.iter().filter_map(|&i| items[i].take()).collect()
 }
 
 /// Stores `copies` in one transaction, or each in its own when that fails for one of them.

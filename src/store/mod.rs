@@ -41,7 +41,8 @@ pub enum Error {
     /// The policies in memory are behind the database (a reload is on its way).
     #[error("the policies in memory are behind the database: {0}")]
     Stale(String),
-    /// The tasks storing events deliveries have stopped (the server is shutting down).
+    /// The task storing an events delivery stopped before answering (the server is shutting
+    /// down, or storing its batch panicked).
     #[error("the events writers have stopped")]
     Stopped,
     /// The schema is older than this binary.
