@@ -14,24 +14,14 @@ use mailops::config::Config;
 
 /// A config for this test's database and LMTP listener, written where the binary can read it.
 fn config(dir: &Path, db: &TestDb, listen: &str) -> (PathBuf, Config) {
-    let text = format!(
-        r#"
-[database]
-url = "{}"
-[lmtp]
-listen = "{listen}"
-[inbound]
-authorized_domains = ["mon.example.com"]
-[postfix]
-smtpd_listen = "127.0.0.1:{}"
-mynetworks = ["127.0.0.0/8"]
-"#,
-        db.url,
-        free_port()
+    let text = common::config::text(
+        &db.url,
+        listen,
+        "",
+        &["mon.example.com"],
+        &common::config::postfix_section(),
     );
-    let file = dir.join("mailops.toml");
-    std::fs::write(&file, &text).expect("writing the config");
-    (file, Config::parse(&text, None).expect("test config"))
+    common::config::write(dir, &text)
 }
 
 /// Sends one message with swaks; returns its exit status success and its transcript.

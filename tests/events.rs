@@ -19,17 +19,12 @@ struct Serve {
 
 async fn serve(db: &TestDb, alert_message: &str) -> Serve {
     let port = free_port();
-    let text = format!(
-        r#"
-[database]
-url = "{}"
-[lmtp]
-listen = "127.0.0.1:{port}"
-[inbound]
-authorized_domains = ["mon.example.com", "ops.example.org"]
-alert_message = "{alert_message}"
-"#,
-        db.url
+    let text = common::config::text(
+        &db.url,
+        &format!("127.0.0.1:{port}"),
+        "",
+        &["mon.example.com", "ops.example.org"],
+        &format!("alert_message = \"{alert_message}\""),
     );
     let config = Config::parse(&text, None).expect("config");
     let (stop, stopped) = oneshot::channel::<()>();

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::pgcluster::PgCluster;
-use common::postfix::{describe, free_port, run, unique_temp_dir, PostfixInstance};
+use common::postfix::{describe, run, unique_temp_dir, PostfixInstance};
 use common::serve::Serve;
 use load::{Counts, Shared, DEVICES, TICKETS};
 use mailops::config::Config;
@@ -201,25 +201,14 @@ impl System {
         let pg = PgCluster::start();
         pg.psql("postgres", "CREATE DATABASE mailops");
         let dir = unique_temp_dir("mailops-faults");
-        let text = format!(
-            r#"
-[database]
-url = "{}"
-[lmtp]
-listen = "unix:{}"
-[inbound]
-authorized_domains = ["mon.example.com", "mon2.example.com"]
-[postfix]
-smtpd_listen = "127.0.0.1:{}"
-mynetworks = ["127.0.0.0/8"]
-"#,
-            pg.url("mailops"),
-            dir.join("lmtp.sock").display(),
-            free_port()
+        let text = common::config::text(
+            &pg.url("mailops"),
+            &format!("unix:{}", dir.join("lmtp.sock").display()),
+            "",
+            &["mon.example.com", "mon2.example.com"],
+            &common::config::postfix_section(),
         );
-        let config_file = dir.join("mailops.toml");
-        std::fs::write(&config_file, &text).expect("writing the config");
-        let config = Config::parse(&text, None).expect("test config");
+        let (config_file, config) = common::config::write(&dir, &text);
         mailops(&config_file, &["migrate"]);
         let policies = dir.join("policies.toml");
         std::fs::write(&policies, policy_file()).expect("writing the policy file");

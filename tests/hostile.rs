@@ -17,7 +17,6 @@ use common::db::TestDb;
 use common::lmtp::Client;
 use common::postfix::{free_port, unique_temp_dir};
 use common::serve::Serve;
-use mailops::config::Config;
 use mailops::policy::{self, Options, PolicyFile};
 use samples::{Expect, Row};
 use tokio_postgres::types::ToSql;
@@ -44,30 +43,22 @@ impl Server {
         let db = TestDb::new().await;
         let file = PolicyFile::parse(include_str!("fixtures/policies.toml")).expect("policies");
         let port = free_port();
-        let text = format!(
-            r#"
-[database]
-url = "{}"
-[lmtp]
-listen = "127.0.0.1:{port}"
-{lmtp}
-[inbound]
-authorized_domains = ["mon.example.com"]
-[outbound]
-from_address = "mailops@mon.example.com"
-gateway = "127.0.0.1:{}"
-block_outgoing = true
-notices_per_hour = 100000
-"#,
-            db.url,
-            free_port()
+        let text = common::config::text(
+            &db.url,
+            &format!("127.0.0.1:{port}"),
+            lmtp,
+            &["mon.example.com"],
+            &format!(
+                "[outbound]\nfrom_address = \"mailops@mon.example.com\"\n\
+                 gateway = \"127.0.0.1:{}\"\nblock_outgoing = true\nnotices_per_hour = 100000",
+                free_port()
+            ),
         );
-        let config = Config::parse(&text, None).expect("test config");
+        let (config_file, config) =
+            common::config::write(&unique_temp_dir("mailops-hostile"), &text);
         policy::apply(&db.pool, &file, &config.inbound, Options::default())
             .await
             .expect("policies apply");
-        let config_file = unique_temp_dir("mailops-hostile").join("mailops.toml");
-        std::fs::write(&config_file, &text).expect("writing the config");
         let serve = Serve::start(&config_file, &config);
         Server {
             db,

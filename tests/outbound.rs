@@ -27,32 +27,27 @@ fn config(
 ) -> (Config, std::path::PathBuf) {
     let password_file = dir.join("smtp-password");
     std::fs::write(&password_file, format!("{}\n", g.password)).expect("password file");
-    let text = format!(
-        r#"
-[database]
-url = "{}"
-[lmtp]
-listen = "127.0.0.1:{}"
-[inbound]
-authorized_domains = ["mon.example.com"]
-[outbound]
+    let text = common::config::text(
+        &db.url,
+        &format!("127.0.0.1:{}", free_port()),
+        "",
+        &["mon.example.com"],
+        &format!(
+            r#"[outbound]
 from_address = "noreply@mon.example.com"
 gateway = "{gateway}"
 username = "{}"
 password_file = "{}"
 tls_ca_file = "{}"
 timeout_s = 10
-{extra}
-"#,
-        db.url,
-        free_port(),
-        g.username,
-        password_file.display(),
-        g.ca_cert.display()
+{extra}"#,
+            g.username,
+            password_file.display(),
+            g.ca_cert.display()
+        ),
     );
-    let file = dir.join("mailops.toml");
-    std::fs::write(&file, &text).expect("config file");
-    (Config::parse(&text, None).expect("test config"), file)
+    let (file, config) = common::config::write(dir, &text);
+    (config, file)
 }
 
 /// `[outbound]` lines for XOAUTH2 with `encryption`, through `g`'s authorization server,

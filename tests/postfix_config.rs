@@ -75,7 +75,7 @@ fn the_example_configuration_passes_postfix_check_without_warnings() {
     assert_eq!(
         postconf_value(&instance, "virtual_mailbox_maps"),
         format!(
-            "pgsql:{}/pgsql-recipients.cf",
+            "proxy:pgsql:{}/pgsql-recipients.cf",
             instance.config_dir.display()
         )
     );

@@ -19,20 +19,14 @@ Message-ID: <ups-1@example.com>\n\
 Input power failed.\n";
 
 fn config(url: &str) -> Config {
-    Config::parse(
-        &format!(
-            r#"
-[database]
-url = "{url}"
-[lmtp]
-listen = "127.0.0.1:0"
-[inbound]
-authorized_domains = ["mon.example.com", "ops.example.org"]
-"#
-        ),
-        None,
-    )
-    .expect("test config")
+    let text = common::config::text(
+        url,
+        "127.0.0.1:0",
+        "",
+        &["mon.example.com", "ops.example.org"],
+        "",
+    );
+    Config::parse(&text, None).expect("test config")
 }
 
 /// An LMTP server on a free port storing into `pool`; stops when the sender is dropped.

@@ -82,7 +82,7 @@ fn authorized_domains_go_to_mailops_and_unknown_recipients_get_550() {
         ),
         (
             "virtual_mailbox_maps",
-            "pgsql:${config_directory}/pgsql-recipients.cf",
+            "proxy:pgsql:${config_directory}/pgsql-recipients.cf",
         ),
         ("virtual_transport", "mailops:unix:/run/mailops/lmtp.sock"),
         ("mydestination", ""),

@@ -15,32 +15,24 @@ use super::serve::Serve;
 /// mailops's config: the ticket domain authorized, notices through the gateway's open
 /// listener.
 pub fn config(dir: &Path, db: &TestDb, gateway: &str, extra: &str) -> (PathBuf, Config) {
-    let text = format!(
-        r#"
-[database]
-url = "{}"
-[lmtp]
-listen = "127.0.0.1:{}"
-[inbound]
-authorized_domains = ["mon.example.com", "tickets.example.com"]
-[postfix]
-smtpd_listen = "127.0.0.1:{}"
-mynetworks = ["127.0.0.0/8"]
+    let text = super::config::text(
+        &db.url,
+        &format!("127.0.0.1:{}", free_port()),
+        "",
+        &["mon.example.com", "tickets.example.com"],
+        &format!(
+            r#"{}
 [outbound]
 from_address = "noreply@mon.example.com"
 gateway = "{gateway}"
 encryption = "none"
 ticket_url = "https://ops.example.com/tickets/%t"
 timeout_s = 10
-{extra}
-"#,
-        db.url,
-        free_port(),
-        free_port()
+{extra}"#,
+            super::config::postfix_section()
+        ),
     );
-    let file = dir.join("mailops.toml");
-    std::fs::write(&file, &text).expect("writing the config");
-    (file, Config::parse(&text, None).expect("test config"))
+    super::config::write(dir, &text)
 }
 
 /// A mail as a client writes it (CRLF line ends).
