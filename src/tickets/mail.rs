@@ -13,6 +13,11 @@ static TOKEN: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?i)\[ticket #([0-9]{1,18})\]").expect("the ticket token regex compiles")
 });
 
+/// [`TOKEN`] as the end of a text.
+static TOKEN_AT_END: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)\[ticket #[0-9]{1,18}\]$").expect("the ticket token regex compiles")
+});
+
 /// Reply and forward prefixes in the languages mail clients write them in (`Re:`, `Fwd:`,
 /// German `AW:`/`WG:`, Nordic `SV:`/`VS:`, Dutch `Antw:`, French `TR:`…), with an optional
 /// count (`Re[2]:`), repeated.
@@ -69,9 +74,9 @@ pub fn subject_ticket(subject: &str) -> Option<i64> {
     TOKEN.captures(subject)?.get(1)?.as_str().parse().ok()
 }
 
-/// A subject without its reply/forward prefixes and ticket token: what a ticket is about.
+/// A subject without its reply/forward prefixes and ticket tokens: what a ticket is about.
 pub fn clean_subject(subject: &str) -> String {
-    let without_token = TOKEN.replace_all(subject, "");
+    let without_token = without_tokens(subject);
     let mut s = without_token.trim();
     // A prefix may follow the token ("[Ticket #4] Re: …") as well as precede it.
     loop {
@@ -82,6 +87,35 @@ pub fn clean_subject(subject: &str) -> String {
         s = &s[s.len() - stripped.len()..];
     }
     s.trim().to_owned()
+}
+
+/// `text` without ticket tokens, also those that removing another one forms
+/// (`[Ticket #[Ticket #4]5]`), in one pass: a token ends at a `]`, so each `]` copied checks
+/// whether the text so far now ends with one, which never looks back further than a token's
+/// length.
+fn without_tokens(text: &str) -> String {
+    // The longest token: "[ticket #" and 18 digits and "]", each letter at most 3 bytes
+    // (the Kelvin sign matches k).
+    const LONGEST: usize = 3 * 6 + 3 + 18 + 1;
+    let mut out = String::with_capacity(text.len());
+    for piece in text.split_inclusive(']') {
+        out.push_str(piece);
+        // A token ends with a digit and `]`, and holds a `#`.
+        let mut from = out.len().saturating_sub(LONGEST);
+        while !out.is_char_boundary(from) {
+            from += 1;
+        }
+        let tail = &out[from..];
+        if tail.ends_with(']')
+            && tail[..tail.len() - 1].ends_with(|c: char| c.is_ascii_digit())
+            && tail.contains('#')
+        {
+            if let Some(token) = TOKEN_AT_END.find(tail) {
+                out.truncate(from + token.start());
+            }
+        }
+    }
+    out
 }
 
 /// The subject of a notice about ticket `id`.

@@ -107,6 +107,22 @@ fn the_token_survives_prefixes_in_any_language() {
     assert_eq!(subject_ticket("[Ticket #99999999999999999999]"), None);
     assert_eq!(clean_subject("Re: Rebooting"), "Rebooting");
     assert_eq!(clean_subject("Tree: fell"), "Tree: fell");
+    // Removing a token never leaves another: cleaning twice changes nothing.
+    for subject in [
+        "[Ticket #[Ticket #4]5] disk",
+        "Re: [Tic[Ticket #1]ket #2] Re: [TICKET #3]] disk",
+        "[Ticket #[Ticket #[Ticket #1]2]3]disk [Ticket #12345678901234567890]",
+    ] {
+        let once = clean_subject(subject);
+        assert!(subject_ticket(&once).is_none(), "{subject} -> {once}");
+        assert_eq!(clean_subject(&once), once, "{subject}");
+    }
+    assert_eq!(clean_subject("[Ticket #[Ticket #4]5] disk"), "disk");
+    assert_eq!(
+        clean_subject("a [Ticket #1] b [ticket #2] c"),
+        "a  b  c",
+        "tokens anywhere go, the text around them stays"
+    );
     assert_eq!(
         notice_subject(7, "Re: [Ticket #7] Re: disk"),
         "[Ticket #7] disk"
