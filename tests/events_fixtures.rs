@@ -382,17 +382,12 @@ fn corpus_is_complete_and_well_formed() {
 
 /// The config the corpus runs under, for `policy apply` and `serve`.
 fn config_text(db: &TestDb, port: u16) -> String {
-    format!(
-        r#"[database]
-url = "{}"
-[lmtp]
-listen = "127.0.0.1:{port}"
-[inbound]
-authorized_domains = ["mon.example.com"]
-alert_message = "body"
-strip_fqdn = false
-"#,
-        db.url
+    common::config::text(
+        &db.url,
+        &format!("127.0.0.1:{port}"),
+        "",
+        &["mon.example.com"],
+        "alert_message = \"body\"\nstrip_fqdn = false",
     )
 }
 

@@ -824,9 +824,13 @@ async fn the_command_line_applies_and_exports() {
     let config = dir.join("mailops.toml");
     std::fs::write(
         &config,
-        "[database]\nurl = \"postgres://unused/unused\"\n\
-         [lmtp]\nlisten = \"127.0.0.1:0\"\n\
-         [inbound]\nauthorized_domains = [\"mon.example.com\"]\n",
+        common::config::text(
+            "postgres://unused/unused",
+            "127.0.0.1:0",
+            "",
+            &["mon.example.com"],
+            "",
+        ),
     )
     .unwrap();
     let mailops = |args: &[&str]| {

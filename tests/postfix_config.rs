@@ -16,17 +16,12 @@ use mailops::config::Config;
 
 /// A config like the shipped example, with `[postfix]` lines replaced or added.
 fn config(postfix_extra: &str) -> Config {
-    let text = format!(
-        r#"
-[database]
-url = "postgres://mailops@127.0.0.1:54329/mailops"
-[lmtp]
-listen = "unix:/run/mailops/lmtp.sock"
-[inbound]
-authorized_domains = ["mon.example.com", "alerts.example.org"]
-[postfix]
-{postfix_extra}
-"#
+    let text = common::config::text(
+        "postgres://mailops@127.0.0.1:54329/mailops",
+        "unix:/run/mailops/lmtp.sock",
+        "",
+        &["mon.example.com", "alerts.example.org"],
+        &format!("[postfix]\n{postfix_extra}"),
     );
     Config::parse(&text, None).unwrap_or_else(|problems| panic!("{problems:?}"))
 }

@@ -85,11 +85,12 @@ async fn the_lmtp_socket_is_only_for_postfixs_group_whatever_the_umask() {
     let file = dir.join("mailops.toml");
     std::fs::write(
         &file,
-        format!(
-            "[database]\nurl = \"{}\"\n[lmtp]\nlisten = \"unix:{}\"\nsocket_group = \"postfix\"\n\
-             [inbound]\nauthorized_domains = [\"mon.example.com\"]\n",
-            db.url,
-            socket.display()
+        common::config::text(
+            &db.url,
+            &format!("unix:{}", socket.display()),
+            "socket_group = \"postfix\"",
+            &["mon.example.com"],
+            "",
         ),
     )
     .expect("config");
@@ -181,13 +182,16 @@ fn write_config(dir: &Path, database_url: &str, s: &Secrets, auth: &str) -> Path
             dir.join("refresh-token").display()
         ),
     };
-    let text = format!(
-        "[database]\nurl = \"{database_url}\"\n[lmtp]\nlisten = \"127.0.0.1:{}\"\n\
-         [inbound]\nauthorized_domains = [\"mon.example.com\"]\n\
-         [outbound]\nfrom_address = \"noreply@mon.example.com\"\ngateway = \"127.0.0.1:{}\"\n\
-         encryption = \"none\"\nusername = \"mailops@mon.example.com\"\ntimeout_s = 2\n{auth}",
-        free_port(),
-        free_port()
+    let text = common::config::text(
+        database_url,
+        &format!("127.0.0.1:{}", free_port()),
+        "",
+        &["mon.example.com"],
+        &format!(
+            "[outbound]\nfrom_address = \"noreply@mon.example.com\"\ngateway = \"127.0.0.1:{}\"\n\
+             encryption = \"none\"\nusername = \"mailops@mon.example.com\"\ntimeout_s = 2\n{auth}",
+            free_port()
+        ),
     );
     let file = dir.join(format!("mailops-{}.toml", random_hex(4)));
     std::fs::write(&file, text).expect("config");
@@ -295,10 +299,12 @@ fn a_regex_too_large_to_run_is_refused_when_the_policy_file_is_read() {
     let config = dir.join("mailops.toml");
     std::fs::write(
         &config,
-        format!(
-            "[database]\nurl = \"postgres://mailops@127.0.0.1:{}/mailops\"\n\
-             [lmtp]\nlisten = \"127.0.0.1:2424\"\n[inbound]\nauthorized_domains = [\"mon.example.com\"]\n",
-            free_port()
+        common::config::text(
+            &format!("postgres://mailops@127.0.0.1:{}/mailops", free_port()),
+            "127.0.0.1:2424",
+            "",
+            &["mon.example.com"],
+            "",
         ),
     )
     .expect("config");

@@ -9,13 +9,12 @@ use regex::Regex;
 use crate::message::Message;
 
 /// The token notices put in their subject, and replies keep: `[Ticket #42]`.
-static TOKEN: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)\[ticket #([0-9]{1,18})\]").expect("the ticket token regex compiles")
-});
-
+const TOKEN_PATTERN: &str = r"(?i)\[ticket #([0-9]{1,18})\]";
+static TOKEN: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(TOKEN_PATTERN).expect("the ticket token regex compiles"));
 /// [`TOKEN`] as the end of a text.
 static TOKEN_AT_END: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)\[ticket #[0-9]{1,18}\]$").expect("the ticket token regex compiles")
+    Regex::new(&format!("{TOKEN_PATTERN}$")).expect("the ticket token regex compiles")
 });
 
 /// Reply and forward prefixes in the languages mail clients write them in (`Re:`, `Fwd:`,
