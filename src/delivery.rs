@@ -101,32 +101,49 @@ impl Delivery {
         }
     }
 
+    /// Stores `row` and, in the same transaction, what `then` writes once it has its id. A
+    /// redelivery stores nothing: its INSERT finds the row, and the transaction is dropped.
+    async fn insert_then<T>(
+        &self,
+        row: &inbound::Inbound,
+        then: impl AsyncFnOnce(&deadpool_postgres::Transaction<'_>, i64) -> Result<T, store::Error>,
+    ) -> Result<Option<(i64, T)>, store::Error> {
+        let mut client = self.pool.get().await?;
+        let insert = inbound::prepare(&client).await?;
+        let tx = client.transaction().await?;
+        let Some(id) = inbound::insert(&*tx, &insert, row).await? else {
+            return Ok(None);
+        };
+        let done = then(&tx, id).await?;
+        tx.commit().await?;
+        Ok(Some((id, done)))
+    }
+
     /// Stores one ticket destination's copy and carries it out in one transaction.
     async fn store_ticket(
         &self,
         row: &inbound::Inbound,
         state: &State,
     ) -> Result<Outcome, store::Error> {
-        let mut client = self.pool.get().await?;
-        let insert = inbound::prepare(&client).await?;
-        let tx = client.transaction().await?;
-        // A redelivery: the transaction is aborted, and rolled back when dropped.
-        let Some(id) = inbound::insert(&*tx, &insert, row).await? else {
-            return Ok(Outcome::Duplicate);
-        };
         let ctx = tickets::Context {
             state,
             outbound: self.outbound.as_deref(),
         };
-        let mail = tickets::Mail {
-            envelope_from: &row.envelope.mail_from,
-            message: &row.message,
-            destination: &row.recipient,
-            inbound_id: id,
-        };
-        let outcome = tickets::handle(&*tx, &ctx, &mail).await?;
-        tx.commit().await?;
-        Ok(Outcome::Stored(id, Some(outcome)))
+        let stored = self
+            .insert_then(row, async |tx, id| {
+                let mail = tickets::Mail {
+                    envelope_from: &row.envelope.mail_from,
+                    message: &row.message,
+                    destination: &row.recipient,
+                    inbound_id: id,
+                };
+                tickets::handle(&**tx, &ctx, &mail).await
+            })
+            .await?;
+        Ok(match stored {
+            Some((id, outcome)) => Outcome::Stored(id, Some(outcome)),
+            None => Outcome::Duplicate,
+        })
     }
 
     /// Stores a probe's reply and records its round trip in one transaction.
@@ -135,20 +152,20 @@ impl Delivery {
         row: &inbound::Inbound,
         probe_id: i64,
     ) -> Result<Outcome, store::Error> {
-        let mut client = self.pool.get().await?;
-        let insert = inbound::prepare(&client).await?;
-        let tx = client.transaction().await?;
-        let Some(id) = inbound::insert(&*tx, &insert, row).await? else {
-            return Ok(Outcome::Duplicate);
-        };
         let from = row
             .message
             .from_address
             .as_deref()
             .unwrap_or(&row.envelope.mail_from);
         let hops = roundtrip::hops_json(&row.message.received);
-        let state = store::roundtrip::reply(&*tx, probe_id, from, &hops, id).await?;
-        tx.commit().await?;
+        let stored = self
+            .insert_then(row, async |tx, id| {
+                store::roundtrip::reply(&**tx, probe_id, from, &hops, id).await
+            })
+            .await?;
+        let Some((id, state)) = stored else {
+            return Ok(Outcome::Duplicate);
+        };
         tracing::info!(
             probe = probe_id,
             state = state.as_deref().unwrap_or("already answered or gone"),
@@ -355,5 +372,9 @@ impl Backend for Delivery {
         }
         replies.sort_by_key(|(i, _)| *i);
         replies.into_iter().map(|(_, reply)| reply).collect()
+    }
+
+    fn session(&self, started: bool) {
+        self.writers.session(started);
     }
 }

@@ -5,15 +5,26 @@
 //! and share one flush. Each session is still answered only after the COMMIT that holds its
 //! copy.
 //!
+//! Through Postfix, copies seldom coincide by themselves: each of its deliveries spends most
+//! of its time in Postfix, so they arrive a millisecond or more apart and most batches would
+//! hold one. So while copies keep arriving often (the mean gap between them under half of
+//! [`LINGER`]) and some connected session is not already waiting for an answer, the
+//! collecting writer waits up to [`LINGER`] for more, until it has [`FILL`]. Fewer flushes
+//! leave more of the machine to Postfix; when every session is waiting, or mail is sparse,
+//! nothing waits.
+//!
 //! A batch is all or nothing, so one copy that cannot be stored (a redelivery, whose
 //! idempotency key is already there, or a failing write) would take the others down with it:
 //! when a batch fails, each of its copies is stored again on its own, and gets its own answer.
 
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use deadpool_postgres::Pool;
 use tokio::sync::{mpsc, oneshot, Mutex};
+use tokio::time::Instant;
 
 use super::Outcome;
 use crate::events::evaluate::Write;
@@ -21,6 +32,12 @@ use crate::store::{self, events, inbound};
 
 /// Most copies stored in one transaction.
 const MAX_BATCH: usize = 64;
+
+/// The longest a writer waits for more copies to store with the ones it has.
+const LINGER: Duration = Duration::from_millis(8);
+/// How many copies a writer waits for. Eight already share one flush among eight; waiting
+/// for every session instead would make them all wait for the slowest, and send in lockstep.
+const FILL: usize = 8;
 
 /// One events recipient's copy and what the message writes.
 pub struct Copy {
@@ -41,6 +58,33 @@ struct Waiting {
 /// The tasks storing events copies; they stop once this is dropped and the queue is empty.
 pub struct Writers {
     queue: mpsc::UnboundedSender<Waiting>,
+    load: Arc<Load>,
+}
+
+/// Who could still hand over a copy, which tells a collecting writer whether to wait.
+#[derive(Default)]
+struct Load {
+    /// LMTP sessions connected.
+    sessions: AtomicUsize,
+    /// Copies handed over and not yet answered.
+    in_flight: AtomicUsize,
+}
+
+impl Load {
+    /// Whether some connected session is not waiting for a copy's answer (a message with
+    /// several events recipients counts once for each, which only stops the wait sooner).
+    fn others_may_send(&self) -> bool {
+        self.in_flight.load(Ordering::Relaxed) < self.sessions.load(Ordering::Relaxed)
+    }
+}
+
+/// Counts a copy as in flight until dropped (answered, or its session gone).
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Writers {
@@ -49,16 +93,31 @@ impl Writers {
     pub fn start(pool: Pool, count: usize) -> Writers {
         // Unbounded, yet bounded by the sessions: each waits for its copies' outcomes.
         let (queue, waiting) = mpsc::unbounded_channel();
-        let waiting = Arc::new(Mutex::new(waiting));
+        let load = Arc::new(Load::default());
+        let waiting = Arc::new(Mutex::new(Queue {
+            waiting,
+            last: Instant::now(),
+            gap: LINGER,
+        }));
         for _ in 0..count {
-            tokio::spawn(write(pool.clone(), Arc::clone(&waiting)));
+            tokio::spawn(write(pool.clone(), Arc::clone(&waiting), Arc::clone(&load)));
         }
-        Writers { queue }
+        Writers { queue, load }
+    }
+
+    /// An LMTP session started (`true`) or ended.
+    pub fn session(&self, started: bool) {
+        match started {
+            true => self.load.sessions.fetch_add(1, Ordering::Relaxed),
+            false => self.load.sessions.fetch_sub(1, Ordering::Relaxed),
+        };
     }
 
     /// Stores `copy` with whatever else is waiting, and says what became of it once its
     /// transaction has committed (or failed).
     pub async fn store(&self, copy: Copy) -> Result<Outcome, Arc<store::Error>> {
+        self.load.in_flight.fetch_add(1, Ordering::Relaxed);
+        let _in_flight = InFlight(&self.load.in_flight);
         let (done, outcome) = oneshot::channel();
         let stopped = || Arc::new(store::Error::Stopped);
         self.queue
@@ -68,11 +127,52 @@ impl Writers {
     }
 }
 
-/// One writer: takes everything waiting (up to [`MAX_BATCH`]), stores it, answers, repeats.
-async fn write(pool: Pool, queue: Arc<Mutex<mpsc::UnboundedReceiver<Waiting>>>) {
+/// The copies (`T`: [`Waiting`]) waiting for a writer, and how often they arrive.
+struct Queue<T> {
+    waiting: mpsc::UnboundedReceiver<T>,
+    /// When copies last arrived.
+    last: Instant,
+    /// The mean gap between copies arriving (weighted towards the recent ones).
+    gap: Duration,
+}
+
+impl<T> Queue<T> {
+    /// Takes into `batch` what is waiting, waiting for at least one copy, and then more while
+    /// more are expected soon; false once the channel is closed and empty.
+    async fn collect(&mut self, batch: &mut Vec<T>, load: &Load) -> bool {
+        if self.take(batch).await == 0 {
+            return false;
+        }
+        let deadline = Instant::now() + LINGER;
+        while batch.len() < FILL && self.gap < LINGER / 2 && load.others_may_send() {
+            match tokio::time::timeout_at(deadline, self.take(batch)).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+        true
+    }
+
+    /// Waits for copies and takes what has arrived into `batch`; 0 once the channel is
+    /// closed and empty.
+    async fn take(&mut self, batch: &mut Vec<T>) -> usize {
+        let taken = self.waiting.recv_many(batch, MAX_BATCH - batch.len()).await;
+        if taken > 0 {
+            let now = Instant::now();
+            // A quiet spell counts as one long gap, not as many: the rate recovers quickly.
+            let gap = (now - self.last).min(LINGER) / taken as u32;
+            self.gap = (self.gap * 7 + gap) / 8;
+            self.last = now;
+        }
+        taken
+    }
+}
+
+/// One writer: takes what is waiting (up to [`MAX_BATCH`]), stores it, answers, repeats.
+async fn write(pool: Pool, queue: Arc<Mutex<Queue<Waiting>>>, load: Arc<Load>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     loop {
-        if queue.lock().await.recv_many(&mut batch, MAX_BATCH).await == 0 {
+        if !queue.lock().await.collect(&mut batch, &load).await {
             return;
         }
         // The same order in every batch, so two batches raising the same events lock them in
@@ -189,4 +289,96 @@ async fn together(pool: &Pool, copies: &[Copy]) -> Result<Option<Vec<i64>>, stor
         Ok(Some(ids))
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A queue whose copies have been arriving `gap` apart, and the sender feeding it.
+    fn queue(gap: Duration) -> (mpsc::UnboundedSender<u32>, Queue<u32>) {
+        let (send, waiting) = mpsc::unbounded_channel();
+        let last = Instant::now();
+        (send, Queue { waiting, last, gap })
+    }
+
+    /// `sessions` connected, `in_flight` of them waiting for an answer.
+    fn load(sessions: usize, in_flight: usize) -> Load {
+        Load {
+            sessions: sessions.into(),
+            in_flight: in_flight.into(),
+        }
+    }
+
+    /// Sends one copy now and `more` after it, a millisecond apart, and keeps the queue open.
+    fn arriving(send: mpsc::UnboundedSender<u32>, more: u32) {
+        send.send(0).expect("open");
+        tokio::spawn(async move {
+            for i in 1..=more {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                send.send(i).expect("open");
+            }
+            std::future::pending::<()>().await;
+        });
+    }
+
+    /// One batch collected under `load` from copies that have been arriving a millisecond
+    /// apart and go on for `more`; and how long collecting it took.
+    async fn one_batch(more: u32, load: Load) -> (Vec<u32>, Duration) {
+        let (send, mut queue) = queue(Duration::from_millis(1));
+        arriving(send, more);
+        let started = Instant::now();
+        let mut batch = Vec::new();
+        assert!(queue.collect(&mut batch, &load).await);
+        (batch, started.elapsed())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn waits_for_more_while_they_come_often() {
+        let (batch, took) = one_batch(20, load(20, 1)).await;
+        assert_eq!(batch, (0..FILL as u32).collect::<Vec<_>>());
+        assert_eq!(took, Duration::from_millis(FILL as u64 - 1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn waits_no_longer_than_linger() {
+        let (batch, took) = one_batch(2, load(20, 1)).await;
+        assert_eq!(batch, [0, 1, 2]);
+        assert_eq!(took, LINGER);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn does_not_wait_when_every_session_waits() {
+        let (batch, took) = one_batch(20, load(3, 3)).await;
+        assert_eq!(batch, [0]);
+        assert_eq!(took, Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn does_not_wait_when_mail_is_sparse() {
+        let (send, mut queue) = queue(LINGER);
+        arriving(send, 20);
+        let mut batch = Vec::new();
+        assert!(queue.collect(&mut batch, &load(20, 1)).await);
+        assert_eq!(batch, [0]);
+        // Copies arriving often bring the mean gap down, and then it waits.
+        let mut singles = 0;
+        while batch.len() == 1 {
+            singles += 1;
+            batch.clear();
+            queue.collect(&mut batch, &load(20, 1)).await;
+        }
+        assert_eq!(batch.len(), FILL, "after {singles} single copies");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn ends_when_the_queue_is_closed_and_empty() {
+        let (send, mut queue) = queue(Duration::from_millis(1));
+        send.send(7).expect("open");
+        drop(send);
+        let mut batch = Vec::new();
+        assert!(queue.collect(&mut batch, &load(20, 1)).await);
+        assert_eq!(batch, [7]);
+        assert!(!queue.collect(&mut batch, &load(20, 1)).await);
+    }
 }

@@ -30,4 +30,8 @@ pub trait Backend: Send + Sync + 'static {
         envelope: &Envelope,
         message: Vec<u8>,
     ) -> impl std::future::Future<Output = Vec<Reply>> + Send;
+
+    /// Told when a session starts (`true`) and when it ends: a backend that stores several
+    /// sessions' messages together can tell from it how many might still send.
+    fn session(&self, _started: bool) {}
 }

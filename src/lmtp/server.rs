@@ -236,6 +236,7 @@ pub async fn serve<B: Backend>(
         let shared = Arc::clone(&shared);
         let session = async move {
             let _permit = permit;
+            let _counted = Counted::new(&*shared.backend);
             match connection {
                 Connection::Unix(stream) => run_session(stream, &shared).await,
                 Connection::Tcp(stream) => run_session(stream, &shared).await,
@@ -270,6 +271,22 @@ where
     match session::run(stream, backend, &shared.limits, &shared.hostname, shutdown).await {
         Ok(()) => debug!("session ended"),
         Err(e) => debug!(error = %e, "session ended by an I/O error"),
+    }
+}
+
+/// Tells the backend a session started and, once dropped (also by a panic), that it ended.
+struct Counted<'a, B: Backend>(&'a B);
+
+impl<'a, B: Backend> Counted<'a, B> {
+    fn new(backend: &'a B) -> Self {
+        backend.session(true);
+        Counted(backend)
+    }
+}
+
+impl<B: Backend> Drop for Counted<'_, B> {
+    fn drop(&mut self) {
+        self.0.session(false);
     }
 }
 
@@ -397,6 +414,26 @@ mod tests {
         assert_eq!(backend.delivered()[0].1, b"hello\r\n");
         let _ = stop.send(());
         server.await.expect("server task").expect("serve");
+    }
+
+    #[tokio::test]
+    async fn tells_the_backend_when_sessions_start_and_end() {
+        let (listener, addr) = bind_tcp().await;
+        let (backend, server, stop) = start(listener, Limits::default());
+        let sessions = || backend.sessions.load(std::sync::atomic::Ordering::SeqCst);
+        let mut first = tcp_client(&addr).await;
+        let mut second = tcp_client(&addr).await;
+        // Greeted: both sessions have started.
+        assert!(first.line().await.is_some() && second.line().await.is_some());
+        assert_eq!(sessions(), 2);
+        assert_eq!(first.send("QUIT\r\n", 1).await, ["221 2.0.0 Bye"]);
+        assert_eq!(first.line().await, None);
+        // The second one ends when the server stops.
+        let _ = stop.send(());
+        assert!(second.line().await.is_some_and(|l| l.starts_with("421 ")));
+        assert_eq!(second.line().await, None);
+        server.await.expect("server task").expect("serve");
+        assert_eq!(sessions(), 0);
     }
 
     /// A fresh path under the temp dir, in a directory that does not exist yet.

@@ -16,6 +16,8 @@ use super::*;
 #[derive(Default)]
 pub(crate) struct TestBackend {
     pub(crate) deliveries: Mutex<Vec<(Envelope, Vec<u8>)>>,
+    /// Sessions started and not yet ended, as the server reports them.
+    pub(crate) sessions: AtomicUsize,
 }
 
 impl TestBackend {
@@ -47,6 +49,13 @@ impl Backend for TestBackend {
             .expect("not poisoned")
             .push((envelope.clone(), message));
         replies
+    }
+
+    fn session(&self, started: bool) {
+        match started {
+            true => self.sessions.fetch_add(1, Ordering::SeqCst),
+            false => self.sessions.fetch_sub(1, Ordering::SeqCst),
+        };
     }
 }
 
