@@ -81,6 +81,13 @@ impl Load {
 /// Counts a copy as in flight until dropped (answered, or its session gone).
 struct InFlight<'a>(&'a AtomicUsize);
 
+impl<'a> InFlight<'a> {
+    fn new(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        InFlight(count)
+    }
+}
+
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
@@ -116,8 +123,7 @@ impl Writers {
     /// Stores `copy` with whatever else is waiting, and says what became of it once its
     /// transaction has committed (or failed).
     pub async fn store(&self, copy: Copy) -> Result<Outcome, Arc<store::Error>> {
-        self.load.in_flight.fetch_add(1, Ordering::Relaxed);
-        let _in_flight = InFlight(&self.load.in_flight);
+        let _in_flight = InFlight::new(&self.load.in_flight);
         let (done, outcome) = oneshot::channel();
         let stopped = || Arc::new(store::Error::Stopped);
         self.queue
