@@ -139,6 +139,56 @@ async fn one_row_per_accepted_recipient_with_one_reply_each() {
 }
 
 #[tokio::test]
+async fn an_address_added_after_loading_is_found_through_recipient_route() {
+    let db = TestDb::new().await;
+    let (_config, server) = ready(&db).await;
+    let client = db.client().await;
+    let route = |address: &'static str| {
+        let client = &client;
+        async move {
+            client
+                .query_one("SELECT recipient_route($1)", &[&address])
+                .await
+                .expect("recipient_route")
+                .get::<_, Option<String>>(0)
+        }
+    };
+    assert_eq!(
+        route("NOTIFY@Mon.Example.com").await.as_deref(),
+        Some("event")
+    );
+    assert_eq!(route("late@mon.example.com").await, None);
+
+    // Not in the server's memory: its RCPT check asks the database, as Postfix's lookup does.
+    client
+        .execute(
+            "INSERT INTO config_recipients (address, route) VALUES ('late@mon.example.com', 'event')",
+            &[],
+        )
+        .await
+        .expect("insert");
+    assert_eq!(
+        route("Late@mon.example.com").await.as_deref(),
+        Some("event")
+    );
+    let mut c = Client::connect(&server.addr).await;
+    let (rcpt, data) = c
+        .transaction(
+            None,
+            "alerts@example.com",
+            &["Late@mon.example.com", "later@mon.example.com"],
+            MESSAGE,
+        )
+        .await;
+    assert!(rcpt[0].starts_with("250 2.1.5"), "{rcpt:?}");
+    assert!(rcpt[1].starts_with("550 5.1.1"), "{rcpt:?}");
+    assert!(
+        data[0].starts_with("250 2.0.0 <Late@mon.example.com> stored as "),
+        "{data:?}"
+    );
+}
+
+#[tokio::test]
 async fn a_redelivery_is_answered_250_and_stores_nothing_new() {
     let db = TestDb::new().await;
     let (_config, server) = ready(&db).await;

@@ -301,7 +301,7 @@ fn recipients_table_queries_the_view_for_the_authorized_domains() {
     );
     assert_eq!(
         param(cf, "query").as_deref(),
-        Some("SELECT 'OK' FROM valid_recipients WHERE address = address_key('%s')")
+        Some("SELECT 'OK' WHERE recipient_route('%s') IS NOT NULL")
     );
 }
 

@@ -36,6 +36,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0006_hot_events.sql",
         include_str!("../../sql/0006_hot_events.sql"),
     ),
+    (
+        7,
+        "0007_recipient_route.sql",
+        include_str!("../../sql/0007_recipient_route.sql"),
+    ),
 ];
 
 /// Arbitrary key of the advisory lock that serialises concurrent `migrate` runs.

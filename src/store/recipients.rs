@@ -57,7 +57,7 @@ pub async fn lookup(pool: &Pool, address: &str) -> Result<Option<Route>, Error> 
     let client = pool.get().await?;
     let row = client
         .query_opt(
-            "SELECT route FROM valid_recipients WHERE address = address_key($1)",
+            "SELECT route FROM recipient_route($1) AS route WHERE route IS NOT NULL",
             &[&address],
         )
         .await?;
