@@ -157,10 +157,7 @@ impl DataDecoder {
             match self.state {
                 State::Text => {
                     // Fast path: copy the run up to the next CR or LF at once.
-                    let run = buf[i..]
-                        .iter()
-                        .position(|&b| b == b'\r' || b == b'\n')
-                        .unwrap_or(buf.len() - i);
+                    let run = memchr::memchr2(b'\r', b'\n', &buf[i..]).unwrap_or(buf.len() - i);
                     if run > 0 {
                         self.text(&buf[i..i + run]);
                         i += run;
