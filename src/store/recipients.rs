@@ -56,11 +56,9 @@ pub async fn read(client: &impl GenericClient) -> Result<Router, Error> {
 pub async fn lookup(pool: &Pool, address: &str) -> Result<Option<Route>, Error> {
     let client = pool.get().await?;
     let row = client
-        .query_opt(
-            "SELECT route FROM recipient_route($1) AS route WHERE route IS NOT NULL",
-            &[&address],
-        )
+        .query_one("SELECT recipient_route($1)", &[&address])
         .await?;
-    row.map(|r| r.get::<_, &str>(0).parse().map_err(Error::Corrupt))
+    row.get::<_, Option<&str>>(0)
+        .map(|route| route.parse().map_err(Error::Corrupt))
         .transpose()
 }
