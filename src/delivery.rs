@@ -225,7 +225,7 @@ impl Delivery {
             .map(|d| d.name.as_str());
         let events = decision
             .filter(|_| route == Route::Event)
-            .map_or(0, |d| d.matched.len());
+            .map_or(0, Decision::raised);
         let log = |outcome: &str, ticket: &str| {
             tracing::info!(
                 sender = %m.envelope.mail_from,
@@ -321,14 +321,7 @@ impl Backend for Delivery {
             .flatten();
         // Decided once for all of the message's event recipients.
         let mut decision = (has(Route::Event) && probe.is_none()).then(|| {
-            let alert = Alert {
-                from: message
-                    .from_address
-                    .as_deref()
-                    .unwrap_or(&envelope.mail_from),
-                subject: message.subject.as_deref().unwrap_or(""),
-                body: &message.body,
-            };
+            let alert = Alert::new(&message, &envelope.mail_from);
             let decision = evaluate::evaluate(&state.events, &alert, self.settings);
             for step in &decision.steps {
                 tracing::debug!(%step, "originator policy");

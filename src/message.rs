@@ -1,9 +1,15 @@
 //! One parse of a message's raw bytes into what every pipeline needs.
 
+use std::borrow::Cow;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use mail_parser::{HeaderValue, MessageParser, MimeHeaders};
+use mail_parser::decoders::base64::base64_decode;
+use mail_parser::decoders::charsets::map::charset_decoder;
+use mail_parser::decoders::quoted_printable::quoted_printable_decode;
+use mail_parser::parsers::MessageStream;
+use mail_parser::{Encoding, HeaderValue, MessageParser, MimeHeaders, PartType};
 
+pub mod html;
 mod structure;
 
 /// The longest decoded subject kept; the rest is cut. A subject can be folded over megabytes,
@@ -24,8 +30,15 @@ pub struct Message {
     pub subject: Option<String>,
     /// The first address in `From`.
     pub from_address: Option<String>,
-    /// The body as text: the first text part, or the HTML part turned into text; charsets,
-    /// quoted-printable and base64 decoded; LF line ends; surrounding white space trimmed.
+    /// The display name of the first address in `From`, decoded.
+    pub from_name: Option<String>,
+    /// The header fields, as text: lines of 8-bit octets that are not UTF-8 read as
+    /// Windows-1252; LF line ends, none at the end. [`Message::header`] decodes one.
+    pub headers: String,
+    /// The body as text: the first text part, or the HTML part turned into text with its
+    /// structure ([`html::to_text`]); charsets, quoted-printable and base64 decoded, 8-bit text
+    /// without a charset read as Windows-1252 unless it is UTF-8; LF line ends; surrounding
+    /// white space trimmed.
     pub body: String,
     /// `In-Reply-To` Message-IDs, without angle brackets.
     pub in_reply_to: Vec<String>,
@@ -88,6 +101,8 @@ impl Message {
             tracing::warn!(size = raw.len(), %limit, "storing the message unparsed");
             return Message::default();
         }
+        let input = headers_as_utf8(raw);
+        let raw = input.as_ref();
         let parsed = catch_unwind(AssertUnwindSafe(|| {
             MessageParser::default().parse(raw).map(|m| {
                 let header = |name: &str| {
@@ -99,7 +114,16 @@ impl Message {
                     message_id: m.message_id().and_then(id),
                     subject: m.subject().map(subject),
                     from_address: m.from().and_then(|a| a.first()?.address()).map(text),
-                    body: m.body_text(0).map(|b| body_text(&b)).unwrap_or_default(),
+                    from_name: m
+                        .from()
+                        .and_then(|a| a.first()?.name())
+                        .map(|n| text(n.trim()))
+                        .filter(|n| !n.is_empty()),
+                    headers: text(&String::from_utf8_lossy(&raw[..header_end(raw)]))
+                        .replace("\r\n", "\n")
+                        .trim_end()
+                        .to_owned(),
+                    body: body_text(&m),
                     in_reply_to: ids(m.in_reply_to()),
                     references: ids(m.references()),
                     auto_submitted: header("Auto-Submitted")
@@ -124,8 +148,7 @@ impl Message {
                         .filter_map(|part| part.message())
                         .map(|inner| {
                             let subject = inner.subject().unwrap_or_default();
-                            let body = inner.body_text(0).unwrap_or_default();
-                            format!("{subject}\n{body}\n")
+                            format!("{subject}\n{}\n", body_text(inner))
                         })
                         .collect(),
                     received: m
@@ -151,6 +174,120 @@ impl Message {
                 Message::default()
             }
         }
+    }
+}
+
+impl Message {
+    /// The first header field called `name` (ignoring case), unfolded and decoded (RFC 2047).
+    pub fn header(&self, name: &str) -> Option<String> {
+        header(&self.headers, name)
+    }
+}
+
+/// The first header field called `name` (ignoring case) in `headers` ([`Message::headers`]),
+/// unfolded and decoded (RFC 2047).
+pub fn header(headers: &str, name: &str) -> Option<String> {
+    {
+        let mut lines = headers.split_inclusive('\n');
+        while let Some(line) = lines.next() {
+            let Some((field, value)) = line.split_once(':') else {
+                continue;
+            };
+            if !field.trim_end().eq_ignore_ascii_case(name) || line.starts_with([' ', '\t']) {
+                continue;
+            }
+            let mut value = value.to_owned();
+            for folded in lines.take_while(|l| l.starts_with([' ', '\t'])) {
+                value.push_str(folded);
+            }
+            if !value.ends_with('\n') {
+                value.push('\n');
+            }
+            return match MessageStream::new(value.as_bytes()).parse_unstructured() {
+                HeaderValue::Text(text) => Some(text.into_owned()),
+                _ => Some(String::new()),
+            };
+        }
+        None
+    }
+}
+
+/// Where the header fields end: after the first empty line, or at the end.
+fn header_end(raw: &[u8]) -> usize {
+    let mut start = 0;
+    for line in raw.split_inclusive(|&b| b == b'\n') {
+        start += line.len();
+        if line == b"\n" || line == b"\r\n" {
+            return start;
+        }
+    }
+    raw.len()
+}
+
+/// `raw` with each header line that is not UTF-8 read as Windows-1252 (a superset of
+/// Latin-1: what old devices send unencoded), so the parser decodes it instead of putting
+/// U+FFFD in place of each 8-bit octet. Borrowed when every header line is UTF-8.
+fn headers_as_utf8(raw: &[u8]) -> Cow<'_, [u8]> {
+    let end = header_end(raw);
+    if std::str::from_utf8(&raw[..end]).is_ok() {
+        return Cow::Borrowed(raw);
+    }
+    let mut out = Vec::with_capacity(raw.len() + raw.len() / 8);
+    for line in raw[..end].split_inclusive(|&b| b == b'\n') {
+        match std::str::from_utf8(line) {
+            Ok(_) => out.extend_from_slice(line),
+            Err(_) => out.extend_from_slice(windows_1252(line).as_bytes()),
+        }
+    }
+    out.extend_from_slice(&raw[end..]);
+    Cow::Owned(out)
+}
+
+/// `bytes` read as Windows-1252.
+fn windows_1252(bytes: &[u8]) -> String {
+    let decode = charset_decoder(b"windows-1252").expect("mail-parser knows windows-1252");
+    decode(bytes)
+}
+
+/// A message's body as text: its first text part, or its HTML part with structure.
+fn body_text(m: &mail_parser::Message<'_>) -> String {
+    let Some(part) = m.text_body.first().and_then(|&i| m.part(i)) else {
+        return String::new();
+    };
+    let text = match &part.body {
+        PartType::Text(text) => eight_bit_text(m, part, text),
+        PartType::Html(html) => Cow::Owned(html::to_text(&eight_bit_text(m, part, html))),
+        _ => return String::new(),
+    };
+    self::text(text.trim()).replace("\r\n", "\n")
+}
+
+/// A text part's text; when it names no charset (or US-ASCII) and its octets are not UTF-8,
+/// read as Windows-1252 instead of with U+FFFD in place of each 8-bit octet.
+fn eight_bit_text<'a>(
+    m: &mail_parser::Message<'_>,
+    part: &mail_parser::MessagePart<'_>,
+    text: &'a str,
+) -> Cow<'a, str> {
+    let declared = part
+        .content_type()
+        .and_then(|c| c.attribute("charset"))
+        .is_some_and(|c| !c.eq_ignore_ascii_case("us-ascii"));
+    if declared || !text.contains('\u{fffd}') {
+        return Cow::Borrowed(text);
+    }
+    let raw = m
+        .raw_message
+        .get(part.raw_body_offset() as usize..part.raw_end_offset() as usize)
+        .unwrap_or_default();
+    let octets = match part.encoding {
+        Encoding::QuotedPrintable => quoted_printable_decode(raw).map(Cow::Owned),
+        Encoding::Base64 => base64_decode(raw).map(Cow::Owned),
+        Encoding::None => Some(Cow::Borrowed(raw)),
+    };
+    match octets {
+        Some(octets) if std::str::from_utf8(&octets).is_err() => Cow::Owned(windows_1252(&octets)),
+        _ => Cow::Borrowed(text),
     }
 }
 
@@ -195,11 +332,6 @@ fn attachment(part: &mail_parser::MessagePart<'_>) -> Attachment {
     }
 }
 
-/// The body as stored and matched: LF line ends, no NULs, surrounding white space trimmed.
-fn body_text(body: &str) -> String {
-    text(body.trim()).replace("\r\n", "\n")
-}
-
 /// Text as PostgreSQL can store it: without NUL characters.
 pub fn text(s: &str) -> String {
     s.replace('\0', "")
@@ -236,6 +368,10 @@ Job finished.\r\n";
                 message_id: Some("abc.123@example.com".into()),
                 subject: Some("Backup job \u{2714}".into()),
                 from_address: Some("Veeam@Example.com".into()),
+                from_name: Some("Backup Server".into()),
+                headers: "From: \"Backup Server\" <Veeam@Example.com>\n\
+Subject: =?UTF-8?B?QmFja3VwIGpvYiDinJQ=?=\nMessage-ID: <abc.123@example.com>"
+                    .into(),
                 body: "Job finished.".into(),
                 ..Message::default()
             }
@@ -331,6 +467,55 @@ Content-Transfer-Encoding: base64\r\n\r\nZXJyb3IgNDI=\r\n--b--\r\n";
         let body = Message::parse(raw).body;
         assert!(body.contains("Disk 3 degraded"), "{body:?}");
         assert!(!body.contains('<'), "{body:?}");
+    }
+
+    #[test]
+    fn raw_latin1_headers_and_charsetless_8bit_bodies_are_windows_1252() {
+        let raw = b"From: Salle serveur \xe9tage 2 <envmon@example.com>\r\n\
+Subject: Temp\xe9rature \x80 \xe9lev\xe9e\r\nX-Site: B\xe2timent A\r\n\r\n\
+Capteur 3: 41\xb0C\r\n";
+        let m = Message::parse(raw);
+        assert_eq!(
+            m.subject.as_deref(),
+            Some("Temp\u{e9}rature \u{20ac} \u{e9}lev\u{e9}e")
+        );
+        assert_eq!(m.from_name.as_deref(), Some("Salle serveur \u{e9}tage 2"));
+        assert_eq!(m.from_address.as_deref(), Some("envmon@example.com"));
+        assert_eq!(m.header("x-site").as_deref(), Some("B\u{e2}timent A"));
+        assert_eq!(m.body, "Capteur 3: 41\u{b0}C");
+        // UTF-8 without a charset stays UTF-8; a declared charset is followed.
+        let utf8 = Message::parse("Subject: \u{e9}t\u{e9}\r\n\r\n\u{e9}t\u{e9}\r\n".as_bytes());
+        assert_eq!(
+            (utf8.subject.as_deref(), utf8.body.as_str()),
+            (Some("\u{e9}t\u{e9}"), "\u{e9}t\u{e9}")
+        );
+        let qp = Message::parse(
+            b"Content-Type: text/plain\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n\
+41=B0C\r\n",
+        );
+        assert_eq!(qp.body, "41\u{b0}C");
+    }
+
+    #[test]
+    fn headers_are_found_unfolded_and_decoded() {
+        let raw = b"From: \"OA-ENCL01\" <oa@encl01.example.com>\r\nX-Device: sw1\r\n\
+X-Long: part one\r\n  =?UTF-8?Q?caf=C3=A9?=\r\nSubject: x\r\n\r\nX-Device: not a header\r\n";
+        let m = Message::parse(raw);
+        assert_eq!(m.header("X-DEVICE").as_deref(), Some("sw1"));
+        assert_eq!(m.header("x-long").as_deref(), Some("part one caf\u{e9}"));
+        assert_eq!(m.header("X-Missing"), None);
+        assert_eq!(m.from_name.as_deref(), Some("OA-ENCL01"));
+        assert_eq!(m.headers.lines().count(), 5);
+    }
+
+    #[test]
+    fn html_only_tables_keep_their_cells_and_rows() {
+        let raw = b"From: veeam@example.com\r\nContent-Type: text/html; charset=utf-8\r\n\r\n\
+<table><tr><td>Backup job: Nightly-SQL</td><td>Failed</td></tr><tr><td>db01</td></tr></table>\r\n";
+        assert_eq!(
+            Message::parse(raw).body,
+            "Backup job: Nightly-SQL\tFailed\ndb01"
+        );
     }
 
     #[test]

@@ -46,9 +46,11 @@ INSERT INTO originator_policies (position, address, regex_type, pattern_type, pa
     VALUES (1, 'ups@example.com', 'subject', 'classic', 'UPS', 'discard');
 INSERT INTO event_policies (name, severity, message, match_logic, first_match, expire_after_s)
     VALUES ('On battery', 'major', '%D: %M', 'text', 'on battery', 600);
-INSERT INTO event_policies (name, severity, message, match_logic, first_match, clears_event_policy_id)
-    SELECT 'Power restored', 'healthy', '%D: %S', 'regex', '(?i)power (is )?restored', id
-    FROM event_policies WHERE name = 'On battery';
+INSERT INTO event_policies (name, severity, message, match_logic, first_match)
+    VALUES ('Power restored', 'healthy', '%D: %S', 'regex', '(?i)power (is )?restored');
+INSERT INTO event_policy_clears (event_policy_id, clears_id)
+    SELECT r.id, b.id FROM event_policies r, event_policies b
+    WHERE r.name = 'Power restored' AND b.name = 'On battery';
 ";
 
 /// A fresh database holding [`POLICIES`], and serve on it.

@@ -247,10 +247,13 @@ async fn apply_creates_the_rows_the_file_declares() {
     );
     let policies: Vec<String> = c
         .query(
-            "SELECT concat_ws(' | ', p.name, p.severity, p.message, coalesce(c.name, '-'),
+            "SELECT concat_ws(' | ', p.name, p.severity, p.message,
+                              coalesce((SELECT string_agg(c.name, ', ' ORDER BY c.name)
+                                        FROM event_policy_clears x
+                                        JOIN event_policies c ON c.id = x.clears_id
+                                        WHERE x.event_policy_id = p.id), '-'),
                               coalesce(p.expire_after_s::text, '-'))
-             FROM event_policies p LEFT JOIN event_policies c ON c.id = p.clears_event_policy_id
-             ORDER BY p.id",
+             FROM event_policies p ORDER BY p.id",
             &[],
         )
         .await
@@ -375,6 +378,7 @@ async fn applying_the_same_file_twice_writes_nothing_and_notifies_nobody() {
     first.sort();
     first.dedup();
     let mut tables = TABLES.to_vec();
+    tables.push("event_policy_clears");
     tables.sort();
     assert_eq!(first, tables);
 

@@ -2,30 +2,67 @@
 //! what is logged. Pure: the writes are planned here and carried out by the store.
 
 use std::borrow::Cow;
+use std::collections::HashSet;
 use std::fmt;
 
-use super::model::{Alignment, Device, RegexType, Severity};
-use super::policies::{CompiledOriginator, Extractor, Policies};
+use super::model::{Action, Alignment, Device, EventPolicy, Originator, RegexType, Severity};
+use super::policies::{CompiledEventPolicy, CompiledOriginator, Extractor, Matcher, Policies};
+use super::template::{Captures, Values};
 use crate::config::AlertMessage;
-use crate::message::truncate;
-use crate::route::address_key;
+use crate::message::{header, truncate, Message};
 
 /// Longest device log message kept, in octets.
 pub const MAX_LOG_MESSAGE: usize = 65_536;
 /// Longest event message kept, in octets.
 pub const MAX_EVENT_MESSAGE: usize = 8_192;
+/// Longest event key kept, in octets.
+pub const MAX_KEY: usize = 1_024;
 /// The system log code for mail no originator policy could match to a device (as in SL1).
 pub const E701: &str = "E701";
 
 /// The parts of a message the events pipeline reads.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct Alert<'a> {
     /// The From address (or, without one, the envelope sender).
     pub from: &'a str,
+    /// The From header's display name.
+    pub from_name: Option<&'a str>,
+    /// The envelope sender (`MAIL FROM`).
+    pub envelope_from: &'a str,
     /// The decoded subject.
     pub subject: &'a str,
     /// The body as text, trimmed.
     pub body: &'a str,
+    /// The header fields ([`Message::headers`]).
+    pub headers: &'a str,
+}
+
+impl<'a> Alert<'a> {
+    /// The alert `message` is, delivered with this envelope sender.
+    pub fn new(message: &'a Message, envelope_from: &'a str) -> Alert<'a> {
+        Alert {
+            from: message.from_address.as_deref().unwrap_or(envelope_from),
+            from_name: message.from_name.as_deref(),
+            envelope_from,
+            subject: message.subject.as_deref().unwrap_or(""),
+            body: &message.body,
+            headers: &message.headers,
+        }
+    }
+
+    /// What an originator policy of `regex_type` looks in; `None` for a header it lacks.
+    fn field(&self, regex_type: &RegexType) -> Option<Cow<'a, str>> {
+        Some(match regex_type {
+            RegexType::Subject => Cow::Borrowed(self.subject),
+            RegexType::Body => Cow::Borrowed(self.body),
+            RegexType::EnvelopeFrom => Cow::Borrowed(self.envelope_from),
+            RegexType::From => match self.from_name {
+                Some(name) => Cow::Owned(format!("{name} <{}>", self.from)),
+                None => Cow::Borrowed(self.from),
+            },
+            RegexType::Header(name) => Cow::Owned(header(self.headers, name)?),
+        })
+    }
 }
 
 /// The `[inbound]` settings the pipeline follows.
@@ -63,28 +100,45 @@ pub enum Write {
         /// What happened.
         message: String,
     },
-    /// Raise an event, or count a repeat of the active one.
+    /// Raise an event, or count a repeat of the active one with the same device, policy and
+    /// key.
     Raise {
         /// The device.
         device_id: i64,
         /// The policy raising it.
         event_policy_id: i64,
+        /// Its key (empty for a policy without one).
+        key: String,
         /// Its severity.
         severity: Severity,
         /// Its message.
         message: String,
-        /// An active event last seen longer ago than this is cleared first: this is a new one.
-        expire_after_s: Option<i32>,
+        /// When the active event with the same identity is cleared first, so this is a new one.
+        close: Option<Close>,
     },
-    /// Clear a policy's active event on a device.
+    /// Clear a policy's active events on a device.
     Clear {
         /// The device.
         device_id: i64,
         /// The policy whose event is cleared.
         event_policy_id: i64,
+        /// Only the event with this key; `None`: whatever its key.
+        key: Option<String>,
         /// Why (`cleared by <policy>`).
         reason: String,
     },
+}
+
+/// When a raise first clears the active event with the same device, policy and key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Close {
+    /// It was last seen longer ago than this (`expired`).
+    pub expire_after_s: Option<i32>,
+    /// It is healthy and was last seen longer ago than this (instead of `expire_after_s`).
+    pub expire_healthy_after_s: Option<i32>,
+    /// Its health differs from the raise's (a recovery of a problem, or a problem after a
+    /// recovery): cleared with this reason. `None`: never for that.
+    pub health_changed: Option<String>,
 }
 
 /// Why an originator policy did or did not yield a device: one line of a decision's trace.
@@ -92,26 +146,26 @@ pub enum Write {
 pub enum Step<'a> {
     /// The From address is not the policy's.
     OtherSender {
-        /// The policy's address.
+        /// The policy's name, or address.
         policy: &'a str,
     },
     /// The pattern was not found in the subject or body.
     PatternNotFound {
-        /// The policy's address.
+        /// The policy's name, or address.
         policy: &'a str,
         /// Where it looked.
-        looked_in: RegexType,
+        looked_in: &'a RegexType,
     },
     /// The identifier names no device and the policy discards.
     NoDevice {
-        /// The policy's address.
+        /// The policy's name, or address.
         policy: &'a str,
         /// What the pattern extracted.
         identifier: String,
     },
     /// The policy yielded this device.
     Device {
-        /// The policy's address.
+        /// The policy's name, or address.
         policy: &'a str,
         /// What the pattern extracted (none with `override`).
         identifier: Option<String>,
@@ -154,6 +208,52 @@ impl fmt::Display for Step<'_> {
     }
 }
 
+/// What became of an event policy whose first match string matched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The mail is not aligned through its originators, or not about its devices.
+    OutOfScope,
+    /// Its second match string did not match.
+    SecondNotFound,
+    /// It suppresses every policy for this mail.
+    Suppress,
+    /// It raises these events (one per key).
+    Raise(Vec<Raised>),
+}
+
+/// One event a policy raises.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Raised {
+    /// Its key (empty for a policy without one).
+    pub key: String,
+    /// Its severity.
+    pub severity: Severity,
+    /// How `severity_from` chose it, when the policy has it.
+    pub severity_from: Option<SeverityFrom>,
+    /// The named captures of the match, the originator's included.
+    pub captures: Captures,
+}
+
+/// How a policy's `severity_from` decided a severity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeverityFrom {
+    /// The capture.
+    pub capture: String,
+    /// Its value; `None` when it took part in no match.
+    pub value: Option<String>,
+    /// Whether `severity_map` has the value (else the policy's `severity` was taken).
+    pub mapped: bool,
+}
+
+/// An event policy whose first match string matched, and what became of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tried<'a> {
+    /// The policy.
+    pub policy: &'a EventPolicy,
+    /// What became of it.
+    pub outcome: Outcome,
+}
+
 /// Everything one alert mail leads to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision<'a> {
@@ -161,20 +261,35 @@ pub struct Decision<'a> {
     pub steps: Vec<Step<'a>>,
     /// The device the mail is about, if any policy yielded one.
     pub device: Option<&'a Device>,
-    /// Names of the event policies that matched.
-    pub matched: Vec<&'a str>,
+    /// The originator policy that yielded it.
+    pub originator: Option<&'a Originator>,
+    /// The named captures of that originator's pattern.
+    pub captures: Captures,
+    /// Each event policy whose first match string matched, in policy order.
+    pub tried: Vec<Tried<'a>>,
+    /// The suppress policy that stopped every other, if one matched.
+    pub suppressed_by: Option<&'a str>,
     /// What to write, in order.
     pub writes: Vec<Write>,
+}
+
+impl Decision<'_> {
+    /// How many events it raises or counts.
+    pub fn raised(&self) -> usize {
+        self.writes
+            .iter()
+            .filter(|w| matches!(w, Write::Raise { .. }))
+            .count()
+    }
 }
 
 /// Decides what `alert` does under `policies`.
 pub fn evaluate<'a>(policies: &'a Policies, alert: &Alert<'_>, settings: Settings) -> Decision<'a> {
     let mut steps = Vec::new();
-    let device = policies
-        .originators
-        .iter()
-        .find_map(|o| originator_device(policies, o, alert, settings, &mut steps));
-    let Some(device) = device else {
+    let aligned = policies.originators.iter().find_map(|o| {
+        align(policies, o, alert, settings, &mut steps).map(|(device, caps)| (o, device, caps))
+    });
+    let Some((origin, device, captures)) = aligned else {
         let message = format!(
             "Could not match device to email from {} with subject {:?}",
             alert.from, alert.subject
@@ -182,7 +297,10 @@ pub fn evaluate<'a>(policies: &'a Policies, alert: &Alert<'_>, settings: Setting
         return Decision {
             steps,
             device: None,
-            matched: Vec::new(),
+            originator: None,
+            captures: Captures::default(),
+            tried: Vec::new(),
+            suppressed_by: None,
             writes: vec![Write::SystemLog {
                 code: E701,
                 message,
@@ -198,45 +316,218 @@ pub fn evaluate<'a>(policies: &'a Policies, alert: &Alert<'_>, settings: Setting
         device_id: device.id,
         message: truncate(&text, MAX_LOG_MESSAGE).to_owned(),
     }];
-    let mut matching = policies.first_matches(&text);
-    matching.retain(|p| p.second.as_ref().is_none_or(|m| m.is_match(&text)));
-    for p in &matching {
-        let message = expand(&p.policy.message, alert, &device.name);
-        writes.push(Write::Raise {
-            device_id: device.id,
-            event_policy_id: p.policy.id,
-            severity: p.policy.severity,
-            message: truncate(&message, MAX_EVENT_MESSAGE).to_owned(),
-            expire_after_s: p.policy.expire_after_s,
+    let matching = Matching {
+        text: &text,
+        alert,
+        device,
+        origin,
+        captures: &captures,
+    };
+    let tried: Vec<(&CompiledEventPolicy, Outcome)> = policies
+        .first_matches(&text)
+        .into_iter()
+        .map(|p| (p, matching.outcome(p)))
+        .collect();
+    let suppressed_by = tried
+        .iter()
+        .find(|(_, outcome)| *outcome == Outcome::Suppress)
+        .map(|(p, _)| p.policy.name.as_str());
+    if suppressed_by.is_none() {
+        let raising = tried.iter().filter_map(|(p, outcome)| match outcome {
+            Outcome::Raise(raised) => Some((*p, raised)),
+            _ => None,
         });
-    }
-    for p in &matching {
-        if let Some(cleared) = p.policy.clears_id {
-            writes.push(Write::Clear {
-                device_id: device.id,
-                event_policy_id: cleared,
-                reason: format!("cleared by {}", p.policy.name),
-            });
+        for (p, raised) in raising.clone() {
+            for r in raised {
+                writes.push(matching.raise(p, r));
+            }
+        }
+        for (p, raised) in raising {
+            writes.extend(clears(p, raised, device.id));
         }
     }
     Decision {
         steps,
         device: Some(device),
-        matched: matching.iter().map(|p| p.policy.name.as_str()).collect(),
+        originator: Some(&origin.policy),
+        captures,
+        tried: tried
+            .into_iter()
+            .map(|(p, outcome)| Tried {
+                policy: &p.policy,
+                outcome,
+            })
+            .collect(),
+        suppressed_by,
         writes,
     }
 }
 
-/// The device one originator policy yields for `alert`, recording why or why not.
-fn originator_device<'a>(
+/// One mail, aligned to a device: what the event policies are tried against.
+struct Matching<'m> {
+    /// What is matched: the body, or the subject and the body.
+    text: &'m str,
+    alert: &'m Alert<'m>,
+    device: &'m Device,
+    origin: &'m CompiledOriginator,
+    /// The originator pattern's named captures.
+    captures: &'m Captures,
+}
+
+impl Matching<'_> {
+    /// What becomes of `p`, whose first match string matched.
+    fn outcome(&self, p: &CompiledEventPolicy) -> Outcome {
+        if !p.scope.admits(self.origin.policy.id, self.device.id) {
+            return Outcome::OutOfScope;
+        }
+        let second = match &p.second {
+            None => Captures::default(),
+            Some(m) => match matched(m, self.text, p.captures) {
+                Some(caps) => caps,
+                None => return Outcome::SecondNotFound,
+            },
+        };
+        if p.policy.action == Action::Suppress {
+            return Outcome::Suppress;
+        }
+        // Without a key, one event however often the first match string matches; with one,
+        // an event per key its matches give.
+        let firsts: Vec<Captures> = match &p.first {
+            Matcher::Regex(re) if p.captures && p.key.is_some() => {
+                re.captures_iter(self.text).map(|c| named(re, &c)).collect()
+            }
+            first => vec![matched(first, self.text, p.captures).unwrap_or_default()],
+        };
+        let mut keys = HashSet::new();
+        let mut raised = Vec::new();
+        for first in firsts {
+            let mut captures = self.captures.clone();
+            for (name, value) in first.iter().chain(second.iter()) {
+                captures.set(name, value);
+            }
+            let key = p.key.as_ref().map_or_else(String::new, |key| {
+                let key = key.render(&self.values(&captures), Some(&p.key_map));
+                truncate(&key, MAX_KEY).to_owned()
+            });
+            if !keys.insert(key.clone()) {
+                continue;
+            }
+            let (severity, severity_from) = severity(p, &captures);
+            raised.push(Raised {
+                key,
+                severity,
+                severity_from,
+                captures,
+            });
+        }
+        Outcome::Raise(raised)
+    }
+
+    fn values<'v>(&'v self, captures: &'v Captures) -> Values<'v> {
+        Values {
+            body: self.alert.body,
+            subject: self.alert.subject,
+            device: &self.device.name,
+            sender: self.alert.from,
+            captures,
+        }
+    }
+
+    /// The write that raises `r` for `p`.
+    fn raise(&self, p: &CompiledEventPolicy, r: &Raised) -> Write {
+        let policy = &p.policy;
+        let message = p.message.render(&self.values(&r.captures), None);
+        let health_changed = policy.severity_from.as_ref().map(|_| {
+            let how = if r.severity == Severity::Healthy {
+                "cleared"
+            } else {
+                "superseded"
+            };
+            format!("{how} by {}", policy.name)
+        });
+        let close = (policy.expire_after_s.is_some()
+            || policy.expire_healthy_after_s.is_some()
+            || health_changed.is_some())
+        .then_some(Close {
+            expire_after_s: policy.expire_after_s,
+            expire_healthy_after_s: policy.expire_healthy_after_s,
+            health_changed,
+        });
+        Write::Raise {
+            device_id: self.device.id,
+            event_policy_id: policy.id,
+            key: r.key.clone(),
+            severity: r.severity,
+            message: truncate(&message, MAX_EVENT_MESSAGE).to_owned(),
+            close,
+        }
+    }
+}
+
+/// The clears of a policy that raised `raised`: with a key, each cleared policy's event with
+/// each of those keys; without one, each cleared policy's events whatever their key.
+fn clears(p: &CompiledEventPolicy, raised: &[Raised], device_id: i64) -> Vec<Write> {
+    let reason = format!("cleared by {}", p.policy.name);
+    let keys: Vec<Option<&str>> = match p.key {
+        Some(_) => raised.iter().map(|r| Some(r.key.as_str())).collect(),
+        None => vec![None],
+    };
+    p.policy
+        .clears_ids
+        .iter()
+        .flat_map(|&cleared| keys.iter().map(move |key| (cleared, key)))
+        .map(|(cleared, key)| Write::Clear {
+            device_id,
+            event_policy_id: cleared,
+            key: key.map(str::to_owned),
+            reason: reason.clone(),
+        })
+        .collect()
+}
+
+/// The severity of an event `p` raises with these captures, and how `severity_from` chose it.
+fn severity(p: &CompiledEventPolicy, captures: &Captures) -> (Severity, Option<SeverityFrom>) {
+    // `policy apply` and the table's CHECK require a severity of every raising policy.
+    let fallback = p.policy.severity.unwrap_or(Severity::Major);
+    let Some(capture) = &p.policy.severity_from else {
+        return (fallback, None);
+    };
+    let value = captures.get(capture);
+    let mapped = value.and_then(|v| p.severity_map.get(&v.to_lowercase()).copied());
+    let how = SeverityFrom {
+        capture: capture.clone(),
+        value: value.map(str::to_owned),
+        mapped: mapped.is_some(),
+    };
+    (mapped.unwrap_or(fallback), Some(how))
+}
+
+/// Whether `m` matches `text` and, when `captures`, its named captures.
+fn matched(m: &Matcher, text: &str, captures: bool) -> Option<Captures> {
+    match m {
+        Matcher::Regex(re) if captures => re.captures(text).map(|c| named(re, &c)),
+        m => m.is_match(text).then(Captures::default),
+    }
+}
+
+/// The named groups of `re` that took part in `caps`.
+fn named(re: &regex::Regex, caps: &regex::Captures<'_>) -> Captures {
+    let mut named = Captures::default();
+    named.add(re, caps);
+    named
+}
+
+/// The device one originator policy yields for `alert`, and its pattern's named captures,
+/// recording why or why not.
+fn align<'a>(
     policies: &'a Policies,
     o: &'a CompiledOriginator,
     alert: &Alert<'_>,
     settings: Settings,
     steps: &mut Vec<Step<'a>>,
-) -> Option<&'a Device> {
-    let policy = o.policy.address.as_str();
-    if !sender_matches(policy, alert.from) {
+) -> Option<(&'a Device, Captures)> {
+    let policy = o.policy.label();
+    if !o.senders.admit(alert.from) {
         steps.push(Step::OtherSender { policy });
         return None;
     }
@@ -253,14 +544,13 @@ fn originator_device<'a>(
     if o.policy.alignment == Alignment::Override {
         let device = default?;
         steps.push(yielded(None, device));
-        return Some(device);
+        return Some((device, Captures::default()));
     }
-    let looked_in = o.policy.regex_type;
-    let text = match looked_in {
-        RegexType::Subject => alert.subject,
-        RegexType::Body => alert.body,
-    };
-    let Some(identifier) = identifier(&o.extractor, text) else {
+    let looked_in = &o.policy.regex_type;
+    let found = alert
+        .field(looked_in)
+        .and_then(|text| identifier(&o.extractor, &text));
+    let Some((identifier, captures)) = found else {
         steps.push(Step::PatternNotFound { policy, looked_in });
         return None;
     };
@@ -273,60 +563,32 @@ fn originator_device<'a>(
         }
     };
     steps.push(yielded(Some(identifier), device));
-    Some(device)
+    Some((device, captures))
 }
 
-/// Whether the From address is the policy's: equal, or in the domain of `*@domain`.
-fn sender_matches(policy: &str, from: &str) -> bool {
-    let from = address_key(from);
-    match policy.strip_prefix("*@") {
-        Some(domain) => from.rsplit_once('@').is_some_and(|(_, d)| d == domain),
-        None => from == policy,
-    }
-}
-
-/// The device identifier an originator pattern finds in `text`.
-fn identifier(extractor: &Extractor, text: &str) -> Option<String> {
-    let found = match extractor {
+/// The device identifier an originator pattern finds in `text`, and its named captures.
+fn identifier(extractor: &Extractor, text: &str) -> Option<(String, Captures)> {
+    let (found, captures) = match extractor {
         Extractor::Classic(pattern) => {
             // The token after the literal and one space, trailing punctuation trimmed.
             let start = text.find(pattern.as_str())? + pattern.len();
             let rest = text[start..].strip_prefix(' ')?;
             let token = rest.split(char::is_whitespace).next().unwrap_or("");
-            token.trim_end_matches([',', ';', ':', '.'])
+            (
+                token.trim_end_matches([',', ';', ':', '.']),
+                Captures::default(),
+            )
         }
         Extractor::Advanced(re) => {
             let caps = re.captures(text)?;
-            caps.get(1).or_else(|| caps.get(0))?.as_str().trim()
+            let found = caps
+                .name("device")
+                .or_else(|| caps.get(1))
+                .or_else(|| caps.get(0))?;
+            (found.as_str().trim(), named(re, &caps))
         }
     };
-    (!found.is_empty()).then(|| found.to_owned())
-}
-
-/// Expands an event message template: `%M` body, `%S` subject, `%D` device, `%A` sender, `%%`.
-pub fn expand(template: &str, alert: &Alert<'_>, device: &str) -> String {
-    let mut out = String::with_capacity(template.len() + alert.body.len().min(1024));
-    let mut chars = template.chars();
-    while let Some(c) = chars.next() {
-        if c != '%' {
-            out.push(c);
-            continue;
-        }
-        match chars.next() {
-            Some('M') => out.push_str(alert.body),
-            Some('S') => out.push_str(alert.subject),
-            Some('D') => out.push_str(device),
-            Some('A') => out.push_str(alert.from),
-            Some('%') => out.push('%'),
-            // `policy apply` refuses other escapes; one written by hand stays as it is.
-            Some(other) => {
-                out.push('%');
-                out.push(other);
-            }
-            None => out.push('%'),
-        }
-    }
-    out
+    (!found.is_empty()).then(|| (found.to_owned(), captures))
 }
 
 #[cfg(test)]

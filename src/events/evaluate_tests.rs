@@ -3,7 +3,8 @@
 
 use super::*;
 use crate::events::model::{
-    Alignment, Device, EventPolicy, MatchLogic, Originator, PatternType, RegexType, Severity,
+    Action, Alignment, Device, EventPolicy, MatchLogic, Originator, PatternType, RegexType,
+    Severity,
 };
 
 fn device(id: i64, name: &str, ip: Option<&str>) -> Device {
@@ -25,6 +26,7 @@ fn originator(
 ) -> Originator {
     Originator {
         id: 0,
+        name: None,
         address: address.into(),
         regex_type,
         pattern_type,
@@ -44,13 +46,12 @@ fn event_policy(
     EventPolicy {
         id,
         name: name.into(),
-        severity: Severity::Major,
+        severity: Some(Severity::Major),
         message: "%M".into(),
         match_logic: logic,
         first_match: first.into(),
         second_match: second.map(Into::into),
-        clears_id: None,
-        expire_after_s: None,
+        ..EventPolicy::default()
     }
 }
 
@@ -66,8 +67,10 @@ fn devices() -> Vec<Device> {
 fn alert<'a>(from: &'a str, subject: &'a str, body: &'a str) -> Alert<'a> {
     Alert {
         from,
+        envelope_from: from,
         subject,
         body,
+        ..Alert::default()
     }
 }
 
@@ -189,7 +192,9 @@ fn the_first_policy_that_yields_a_device_wins_and_the_others_are_traced() {
 
 #[test]
 fn classic_and_advanced_patterns_extract_the_identifier() {
-    let classic = |text: &str| identifier(&Extractor::Classic("Alert for".into()), text);
+    let classic = |text: &str| {
+        identifier(&Extractor::Classic("Alert for".into()), text).map(|(found, _)| found)
+    };
     assert_eq!(
         classic("Alert for sc-xyz-33-12 - Settings changed").as_deref(),
         Some("sc-xyz-33-12")
@@ -217,6 +222,7 @@ fn classic_and_advanced_patterns_extract_the_identifier() {
             &Extractor::Advanced(crate::events::model::compile_regex(re).expect("re")),
             text,
         )
+        .map(|(found, _)| found)
     };
     assert_eq!(
         advanced(
@@ -232,6 +238,11 @@ fn classic_and_advanced_patterns_extract_the_identifier() {
     );
     assert_eq!(advanced(r"host=(\S+)", "nothing here"), None);
     assert_eq!(advanced(r"host=(\S*)", "host= empty"), None);
+    // The capture named `device` wins over group 1.
+    assert_eq!(
+        advanced(r"(\w+) event on (?P<device>\S+)", "Fail event on fs01").as_deref(),
+        Some("fs01")
+    );
 }
 
 #[test]
@@ -354,8 +365,8 @@ fn one_pass_over_many_policies_finds_what_each_policy_would() {
 #[test]
 fn every_matching_policy_raises_and_the_device_log_comes_first() {
     let mut clear = event_policy(12, "RAID rebuilt", MatchLogic::Text, "rebuilt", None);
-    clear.clears_id = Some(11);
-    clear.severity = Severity::Healthy;
+    clear.clears_ids = vec![11];
+    clear.severity = Some(Severity::Healthy);
     let p = nas_policies(vec![
         event_policy(11, "RAID degraded", MatchLogic::Text, "degraded", None),
         clear,
@@ -367,7 +378,7 @@ fn every_matching_policy_raises_and_the_device_log_comes_first() {
         "Disk 2 rebuilt",
     );
     let d = evaluate(&p, &a, Settings::default());
-    assert_eq!(d.matched, ["RAID rebuilt", "Any disk"]);
+    assert_eq!(names(&d), ["RAID rebuilt", "Any disk"]);
     assert_eq!(
         d.writes,
         [
@@ -378,20 +389,23 @@ fn every_matching_policy_raises_and_the_device_log_comes_first() {
             Write::Raise {
                 device_id: 1,
                 event_policy_id: 12,
+                key: String::new(),
                 severity: Severity::Healthy,
                 message: "Disk 2 rebuilt".into(),
-                expire_after_s: None
+                close: None,
             },
             Write::Raise {
                 device_id: 1,
                 event_policy_id: 13,
+                key: String::new(),
                 severity: Severity::Major,
                 message: "Disk 2 rebuilt".into(),
-                expire_after_s: None
+                close: None,
             },
             Write::Clear {
                 device_id: 1,
                 event_policy_id: 11,
+                key: None,
                 reason: "cleared by RAID rebuilt".into()
             },
         ]
@@ -413,7 +427,7 @@ fn a_device_without_a_matching_event_policy_gets_only_its_log() {
         "All volumes healthy",
     );
     let d = evaluate(&p, &a, Settings::default());
-    assert!(d.matched.is_empty());
+    assert!(d.tried.is_empty());
     assert_eq!(
         d.writes,
         [Write::DeviceLog {
@@ -463,18 +477,25 @@ fn alert_message_setting_decides_what_is_matched_and_logged() {
 
 #[test]
 fn message_substitutions() {
-    let a = alert("ups@example.com", "On battery", "Input power failed");
     for (template, want) in [
         ("%M", "Input power failed"),
         (
             "%D: %S (from %A)",
-            "ups1: On battery (from ups@example.com)",
+            "nas1.example.com: On battery on nas1.example.com (from nas@example.com)",
         ),
         ("100%% sure, %M", "100% sure, Input power failed"),
-        ("odd %x and trailing %", "odd %x and trailing %"),
         ("no escapes", "no escapes"),
     ] {
-        assert_eq!(expand(template, &a, "ups1"), want, "{template:?}");
+        let mut policy = event_policy(11, "p", MatchLogic::Text, "power", None);
+        policy.message = template.into();
+        let p = nas_policies(vec![policy]);
+        let a = alert(
+            "nas@example.com",
+            "On battery on nas1.example.com",
+            "Input power failed",
+        );
+        let d = evaluate(&p, &a, Settings::default());
+        assert_eq!(raised(&d), [(11, want.to_owned())], "{template:?}");
     }
 }
 
@@ -521,10 +542,454 @@ fn expiry_travels_with_the_raise() {
     let a = alert("nas@example.com", "x on nas1.example.com", "link down");
     let d = evaluate(&p, &a, Settings::default());
     assert!(matches!(
-        d.writes[1],
+        &d.writes[1],
         Write::Raise {
-            expire_after_s: Some(600),
+            close: Some(Close {
+                expire_after_s: Some(600),
+                expire_healthy_after_s: None,
+                health_changed: None,
+            }),
             ..
         }
     ));
+}
+
+/// The names of the policies that raise, in order.
+fn names<'a>(d: &Decision<'a>) -> Vec<&'a str> {
+    d.tried
+        .iter()
+        .filter(|t| matches!(t.outcome, Outcome::Raise(_)))
+        .map(|t| t.policy.name.as_str())
+        .collect()
+}
+
+/// A Nagios-style originator (the host from the body) and policies over its mail.
+fn nagios(event_policies: Vec<EventPolicy>) -> Policies {
+    let mut o = originator(
+        "nagios@*",
+        RegexType::Body,
+        PatternType::Advanced,
+        r"(?m)^Host: (?P<device>\S+)",
+        Alignment::Discard,
+        None,
+    );
+    o.id = 7;
+    o.name = Some("nagios".into());
+    let (p, problems) = Policies::new(devices(), vec![o], event_policies);
+    assert!(problems.is_empty(), "{problems:?}");
+    p
+}
+
+/// One Nagios policy for problems and recoveries, keyed per service.
+fn nagios_service() -> EventPolicy {
+    EventPolicy {
+        key: Some("%{service}".into()),
+        severity_from: Some("state".into()),
+        severity_map: [
+            ("CRITICAL", Severity::Critical),
+            ("WARNING", Severity::Minor),
+            ("OK", Severity::Healthy),
+        ]
+        .map(|(k, v)| (k.to_owned(), v))
+        .into(),
+        message: "%{service} is %{state} on %D".into(),
+        expire_healthy_after_s: Some(86400),
+        ..event_policy(
+            20,
+            "Nagios service",
+            MatchLogic::Regex,
+            r"(?m)^Service: (?P<service>.+)$",
+            Some(r"(?m)^State: (?P<state>\w+)"),
+        )
+    }
+}
+
+fn nagios_mail(service: &str, state: &str) -> String {
+    format!(
+        "Notification Type: PROBLEM\nService: {service}\nHost: nas1.example.com\nState: {state}"
+    )
+}
+
+/// (policy id, key, severity, message, health_changed reason) of each raise.
+fn raises(d: &Decision<'_>) -> Vec<(i64, String, Severity, String, Option<String>)> {
+    d.writes
+        .iter()
+        .filter_map(|w| match w {
+            Write::Raise {
+                event_policy_id,
+                key,
+                severity,
+                message,
+                close,
+                ..
+            } => Some((
+                *event_policy_id,
+                key.clone(),
+                *severity,
+                message.clone(),
+                close.as_ref().and_then(|c| c.health_changed.clone()),
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_key_and_a_severity_come_from_the_mail() {
+    let p = nagios(vec![nagios_service()]);
+    let check = |service: &str, state: &str, severity: Severity, reason: &str| {
+        let body = nagios_mail(service, state);
+        let a = alert("nagios@mon1.example.com", "Service Alert", &body);
+        let d = evaluate(&p, &a, Settings::default());
+        assert_eq!(d.device.map(|d| d.id), Some(1));
+        assert_eq!(
+            raises(&d),
+            [(
+                20,
+                service.to_owned(),
+                severity,
+                format!("{service} is {state} on nas1.example.com"),
+                Some(format!("{reason} by Nagios service")),
+            )],
+            "{service} {state}"
+        );
+    };
+    check("Disk /var", "CRITICAL", Severity::Critical, "superseded");
+    check("HTTP", "WARNING", Severity::Minor, "superseded");
+    // The recovery is the same policy, the same key: it closes the problem's event.
+    check("Disk /var", "OK", Severity::Healthy, "cleared");
+    // A state the map lacks takes the policy's own severity.
+    check("Disk /var", "UNKNOWN", Severity::Major, "superseded");
+}
+
+#[test]
+fn every_match_of_a_keyed_policy_is_an_event_once_per_key() {
+    // A backup report listing several guests, each with its status.
+    let policy = EventPolicy {
+        key: Some("%{vmid}".into()),
+        severity_from: Some("status".into()),
+        severity_map: [("err", Severity::Major), ("ok", Severity::Healthy)]
+            .map(|(k, v)| (k.to_owned(), v))
+            .into(),
+        ..event_policy(
+            30,
+            "Backup",
+            MatchLogic::Regex,
+            r"(?m)^(?P<vmid>\d+)\s+(?P<status>ok|err)",
+            None,
+        )
+    };
+    let p = nagios(vec![policy]);
+    let body = "Host: nas1.example.com\n101 ok\n102 err\n101 ok\n103 ERR";
+    let d = evaluate(&p, &alert("nagios@x", "vzdump", body), Settings::default());
+    let keys: Vec<(String, Severity)> = raises(&d).into_iter().map(|r| (r.1, r.2)).collect();
+    assert_eq!(
+        keys,
+        [
+            ("101".to_owned(), Severity::Healthy),
+            ("102".to_owned(), Severity::Major),
+        ]
+    );
+}
+
+#[test]
+fn a_key_map_pairs_different_words_for_one_thing() {
+    let policy = EventPolicy {
+        key: Some("%{service}/%{what}".into()),
+        key_map: [(
+            "what".to_owned(),
+            [
+                ("Does not exist".to_owned(), "exists".to_owned()),
+                ("Exists".to_owned(), "exists".to_owned()),
+            ]
+            .into(),
+        )]
+        .into(),
+        ..event_policy(
+            40,
+            "Monit",
+            MatchLogic::Regex,
+            r"(?m)^(?P<what>Does not exist|Exists) Service (?P<service>\S+)",
+            None,
+        )
+    };
+    let p = nagios(vec![policy]);
+    for line in [
+        "Does not exist Service nginx",
+        "exists Service nginx",
+        "Exists Service nginx",
+    ] {
+        let body = format!("Host: nas1.example.com\n{line}");
+        let d = evaluate(&p, &alert("nagios@x", "monit", &body), Settings::default());
+        let keys: Vec<String> = raises(&d).into_iter().map(|r| r.1).collect();
+        if line.starts_with("exists") {
+            assert!(keys.is_empty(), "{line}: the regex is case-sensitive");
+        } else {
+            assert_eq!(keys, ["nginx/exists"], "{line}");
+        }
+    }
+}
+
+#[test]
+fn clears_keep_to_the_key_of_a_keyed_policy() {
+    let problem = event_policy(50, "Disk problem", MatchLogic::Text, "PROBLEM", None);
+    let keyed = EventPolicy {
+        key: Some("%{service}".into()),
+        clears_ids: vec![50, 51],
+        severity: Some(Severity::Healthy),
+        ..event_policy(
+            52,
+            "Recovery",
+            MatchLogic::Regex,
+            r"(?m)^Service: (?P<service>.+)$",
+            Some("RECOVERY"),
+        )
+    };
+    let unkeyed = EventPolicy {
+        clears_ids: vec![50],
+        severity: Some(Severity::Healthy),
+        ..event_policy(53, "All clear", MatchLogic::Text, "ALL CLEAR", None)
+    };
+    let other = event_policy(51, "Other", MatchLogic::Text, "OTHER", None);
+    let p = nagios(vec![problem, other, keyed, unkeyed]);
+    let body = "RECOVERY ALL CLEAR\nService: HTTP\nHost: nas1.example.com";
+    let d = evaluate(&p, &alert("nagios@x", "s", body), Settings::default());
+    let clears: Vec<(i64, Option<String>, String)> = d
+        .writes
+        .iter()
+        .filter_map(|w| match w {
+            Write::Clear {
+                event_policy_id,
+                key,
+                reason,
+                ..
+            } => Some((*event_policy_id, key.clone(), reason.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        clears,
+        [
+            (50, Some("HTTP".into()), "cleared by Recovery".into()),
+            (51, Some("HTTP".into()), "cleared by Recovery".into()),
+            (50, None, "cleared by All clear".into()),
+        ]
+    );
+}
+
+#[test]
+fn scoped_policies_are_tried_only_for_their_originators_and_devices() {
+    let cron_only = EventPolicy {
+        originators: vec!["cron".into()],
+        ..event_policy(
+            60,
+            "Cron failed",
+            MatchLogic::Regex,
+            "(?i)error|failed",
+            None,
+        )
+    };
+    let nagios_only = EventPolicy {
+        originators: vec!["nagios@*".into()],
+        devices: vec!["nas1.example.com".into()],
+        ..event_policy(61, "Nagios on nas1", MatchLogic::Text, "failed", None)
+    };
+    let other_device = EventPolicy {
+        devices: vec!["backup-virtual".into()],
+        ..event_policy(62, "Only backup-virtual", MatchLogic::Text, "failed", None)
+    };
+    let mut cron = originator(
+        "root@*",
+        RegexType::Subject,
+        PatternType::Advanced,
+        r"^Cron <\S+@(?P<device>[^>]+)>",
+        Alignment::Discard,
+        None,
+    );
+    cron.id = 8;
+    cron.name = Some("cron".into());
+    let mut nagios_o = originator(
+        "nagios@*",
+        RegexType::Body,
+        PatternType::Advanced,
+        r"(?m)^Host: (\S+)",
+        Alignment::Discard,
+        None,
+    );
+    nagios_o.id = 7;
+    let (p, problems) = Policies::new(
+        devices(),
+        vec![nagios_o, cron],
+        vec![cron_only, nagios_only, other_device],
+    );
+    assert!(problems.is_empty(), "{problems:?}");
+    let body = "Host: nas1.example.com\nJob failed";
+    let d = evaluate(
+        &p,
+        &alert("nagios@mon", "report", body),
+        Settings::default(),
+    );
+    let outcomes: Vec<(&str, bool)> = d
+        .tried
+        .iter()
+        .map(|t| (t.policy.name.as_str(), t.outcome != Outcome::OutOfScope))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            ("Cron failed", false),
+            ("Nagios on nas1", true),
+            ("Only backup-virtual", false),
+        ]
+    );
+    assert_eq!(raises(&d).len(), 1);
+    let d = evaluate(
+        &p,
+        &alert(
+            "root@nas1",
+            "Cron <root@nas1.example.com> backup.sh",
+            "error: disk full",
+        ),
+        Settings::default(),
+    );
+    assert_eq!(d.device.map(|d| d.id), Some(1));
+    assert_eq!(names(&d), ["Cron failed"]);
+}
+
+#[test]
+fn a_scope_naming_nothing_narrows_the_policy_and_is_reported() {
+    let ghost = EventPolicy {
+        originators: vec!["ghost".into()],
+        ..event_policy(63, "Ghost", MatchLogic::Text, "failed", None)
+    };
+    let (p, problems) = Policies::new(devices(), vec![], vec![ghost]);
+    assert_eq!(
+        problems,
+        ["event_policy \"Ghost\": originators: \"ghost\" names no originator policy; the policy is not tried for it"]
+    );
+    assert_eq!(
+        p.event_policies()[0].scope.originators,
+        Some(Default::default())
+    );
+}
+
+#[test]
+fn a_suppress_policy_leaves_only_the_device_log() {
+    let noise = EventPolicy {
+        action: Action::Suppress,
+        severity: None,
+        ..event_policy(70, "Test mail", MatchLogic::Text, "This is a test", None)
+    };
+    let p = nagios(vec![
+        event_policy(71, "Any failure", MatchLogic::Text, "failed", None),
+        noise,
+    ]);
+    let body = "Host: nas1.example.com\nThis is a test: job failed";
+    let d = evaluate(&p, &alert("nagios@x", "s", body), Settings::default());
+    assert_eq!(d.suppressed_by, Some("Test mail"));
+    assert_eq!(
+        d.writes,
+        [Write::DeviceLog {
+            device_id: 1,
+            message: body.into()
+        }]
+    );
+    // Without the noise, the failure raises.
+    let d = evaluate(
+        &p,
+        &alert("nagios@x", "s", "Host: nas1.example.com\njob failed"),
+        Settings::default(),
+    );
+    assert_eq!(names(&d), ["Any failure"]);
+}
+
+#[test]
+fn the_device_can_come_from_the_sender_or_a_header() {
+    let from = |address: &str, regex_type: RegexType, pattern: &str| {
+        let o = originator(
+            address,
+            regex_type,
+            PatternType::Advanced,
+            pattern,
+            Alignment::Discard,
+            None,
+        );
+        Policies::new(devices(), vec![o], vec![]).0
+    };
+    let mut a = alert("root@nas1.example.com", "mdadm", "");
+    let headers = "From: \"OA-ESX7\" <oa@encl.example.com>\nX-Device: esx7.example.com";
+    a.headers = headers;
+    a.from_name = Some("backup-virtual");
+    a.envelope_from = "bounce+4242@relay.example.com";
+    for (address, regex_type, pattern, want) in [
+        // `local@*`: root at any host; the host is the device.
+        (
+            "root@*",
+            RegexType::From,
+            r"@(?P<device>[^>\s]+)>$",
+            Some("nas1.example.com"),
+        ),
+        ("*@*", RegexType::From, r"^(\S+) <", Some("backup-virtual")),
+        (
+            "*@*",
+            RegexType::EnvelopeFrom,
+            r"\+(\d+)@",
+            Some("esx7.example.com"),
+        ),
+        (
+            "*@*",
+            RegexType::Header("x-device".into()),
+            r".+",
+            Some("esx7.example.com"),
+        ),
+        ("*@*", RegexType::Header("X-Missing".into()), r".*", None),
+        ("root@*", RegexType::Subject, r"(\S+)", None),
+        ("monit@*", RegexType::From, r"@(\S+)", None),
+        ("*@example.com", RegexType::From, r"@(\S+)", None),
+    ] {
+        let p = from(address, regex_type.clone(), pattern);
+        let d = evaluate(&p, &a, Settings::default());
+        assert_eq!(
+            d.device.map(|d| d.name.as_str()),
+            want,
+            "{address} {regex_type:?} {pattern}"
+        );
+    }
+}
+
+#[test]
+fn several_originators_may_share_an_address_the_first_with_a_device_wins() {
+    let mut mdadm = originator(
+        "root@*",
+        RegexType::Subject,
+        PatternType::Advanced,
+        r"^\w+ event on /dev/\S+:(?P<device>\S+)$",
+        Alignment::Discard,
+        None,
+    );
+    mdadm.name = Some("mdadm".into());
+    let mut cron = originator(
+        "root@*",
+        RegexType::Subject,
+        PatternType::Advanced,
+        r"^Cron <\S+@(?P<device>[^>]+)>",
+        Alignment::Discard,
+        None,
+    );
+    cron.name = Some("cron".into());
+    let (p, _) = Policies::new(devices(), vec![mdadm, cron], vec![]);
+    let d = evaluate(
+        &p,
+        &alert(
+            "root@localhost.localdomain",
+            "Cron <root@nas1.example.com> /usr/local/bin/backup",
+            "",
+        ),
+        Settings::default(),
+    );
+    assert_eq!(d.originator.and_then(|o| o.name.as_deref()), Some("cron"));
+    assert_eq!(
+        d.steps[0].to_string(),
+        "originator mdadm: pattern not found in the subject"
+    );
 }

@@ -5,3 +5,4 @@ pub mod expire;
 pub mod model;
 pub mod policies;
 pub mod simulate;
+pub mod template;

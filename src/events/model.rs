@@ -1,5 +1,6 @@
 //! The events policies as mailops holds them: devices, originator and event policies.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 /// Declares a closed set of names stored as text in PostgreSQL and written in the policy file.
@@ -62,15 +63,92 @@ names!(
     }
 );
 
-names!(
-    /// Where an originator policy looks for the device identifier.
-    RegexType {
-        /// The decoded Subject.
-        Subject = "subject",
-        /// The body as text.
-        Body = "body",
+/// Where an originator policy looks for the device identifier.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub enum RegexType {
+    /// The decoded Subject.
+    #[default]
+    Subject,
+    /// The body as text.
+    Body,
+    /// The From header: its display name and address, `Name <local@domain>`.
+    From,
+    /// The envelope sender (`MAIL FROM`).
+    EnvelopeFrom,
+    /// The first header field of this name, decoded.
+    Header(String),
+}
+
+/// How a [`RegexType::Header`] is written: `header:<field name>`.
+const HEADER_PREFIX: &str = "header:";
+
+impl RegexType {
+    /// The fixed values, as written (besides `header:<Name>`).
+    pub const NAMES: &'static [&'static str] = &["subject", "body", "from", "envelope_from"];
+
+    /// How it is stored in PostgreSQL and written in the policy file.
+    pub fn as_str(&self) -> std::borrow::Cow<'_, str> {
+        match self {
+            RegexType::Subject => "subject".into(),
+            RegexType::Body => "body".into(),
+            RegexType::From => "from".into(),
+            RegexType::EnvelopeFrom => "envelope_from".into(),
+            RegexType::Header(name) => format!("{HEADER_PREFIX}{name}").into(),
+        }
     }
-);
+}
+
+impl std::fmt::Display for RegexType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RegexType::Header(name) => write!(f, "{name} header"),
+            RegexType::EnvelopeFrom => f.write_str("envelope sender"),
+            RegexType::From => f.write_str("From header"),
+            other => f.write_str(&other.as_str()),
+        }
+    }
+}
+
+impl std::str::FromStr for RegexType {
+    type Err = String;
+    fn from_str(s: &str) -> Result<RegexType, String> {
+        match s {
+            "subject" => Ok(RegexType::Subject),
+            "body" => Ok(RegexType::Body),
+            "from" => Ok(RegexType::From),
+            "envelope_from" => Ok(RegexType::EnvelopeFrom),
+            _ => match s.strip_prefix(HEADER_PREFIX) {
+                // RFC 5322 §3.6.8: printable US-ASCII but the colon.
+                Some(name)
+                    if !name.is_empty()
+                        && name.bytes().all(|b| b.is_ascii_graphic() && b != b':') =>
+                {
+                    Ok(RegexType::Header(name.to_owned()))
+                }
+                Some(name) => Err(format!(
+                    "{name:?} is not a header field name (printable ASCII, no colon or space)"
+                )),
+                None => Err(format!(
+                    "{s:?} is not one of {}, header:<Name>",
+                    RegexType::NAMES.join(", ")
+                )),
+            },
+        }
+    }
+}
+
+impl serde::Serialize for RegexType {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for RegexType {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<RegexType, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
 
 names!(
     /// How an originator policy's pattern finds the identifier.
@@ -104,6 +182,32 @@ names!(
     }
 );
 
+names!(
+    /// What a matching event policy does.
+    Action {
+        /// Raise (or count, or clear) an event.
+        Raise = "raise",
+        /// Nothing: no policy raises or clears anything for this mail, which stays in the
+        /// device log only.
+        Suppress = "suppress",
+    }
+);
+
+// `names!` derives no `Default`: these two say theirs.
+#[allow(clippy::derivable_impls)]
+impl Default for Action {
+    fn default() -> Action {
+        Action::Raise
+    }
+}
+
+#[allow(clippy::derivable_impls)]
+impl Default for MatchLogic {
+    fn default() -> MatchLogic {
+        MatchLogic::Text
+    }
+}
+
 /// A device events are raised on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Device {
@@ -122,9 +226,11 @@ pub struct Device {
 pub struct Originator {
     /// `originator_policies.id`.
     pub id: i64,
-    /// The From address (ASCII lower case), or `*@domain`.
+    /// Its unique name, if it has one (several originators may then share an address).
+    pub name: Option<String>,
+    /// The From address (ASCII lower case), or a pattern: `*@domain`, `local@*`, `*@*`.
     pub address: String,
-    /// Subject or body.
+    /// Where the pattern looks.
     pub regex_type: RegexType,
     /// Classic or advanced.
     pub pattern_type: PatternType,
@@ -136,16 +242,34 @@ pub struct Originator {
     pub default_device_id: Option<i64>,
 }
 
+impl Originator {
+    /// How it is named to people: its name, else its address.
+    pub fn label(&self) -> &str {
+        self.name.as_deref().unwrap_or(&self.address)
+    }
+}
+
 /// What text raises which event.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct EventPolicy {
     /// `event_policies.id`.
     pub id: i64,
     /// Unique name.
     pub name: String,
-    /// The severity of the event raised.
-    pub severity: Severity,
-    /// The event message template (`%M`, `%S`, `%D`, `%A`, `%%`).
+    /// Raise or suppress.
+    pub action: Action,
+    /// The severity of the event raised (the fallback with `severity_from`); `None` only
+    /// when `action` is suppress.
+    pub severity: Option<Severity>,
+    /// The capture whose value picks the severity through `severity_map`.
+    pub severity_from: Option<String>,
+    /// Captured value (compared ignoring case) to severity.
+    pub severity_map: BTreeMap<String, Severity>,
+    /// The template of the event's key: one active event per (device, policy, key).
+    pub key: Option<String>,
+    /// Per capture, values (compared ignoring case) replaced before they go into the key.
+    pub key_map: BTreeMap<String, BTreeMap<String, String>>,
+    /// The event message template (`%M`, `%S`, `%D`, `%A`, `%%`, `%{capture}`).
     pub message: String,
     /// Text or regex.
     pub match_logic: MatchLogic,
@@ -153,10 +277,18 @@ pub struct EventPolicy {
     pub first_match: String,
     /// Must match too, when set.
     pub second_match: Option<String>,
-    /// The policy whose active event on the device a match clears.
-    pub clears_id: Option<i64>,
+    /// The policies whose active events on the device (with the same key, when this policy
+    /// has one) a match clears.
+    pub clears_ids: Vec<i64>,
+    /// Scope: the originators (names or addresses) whose mail it is tried for; empty: all.
+    pub originators: Vec<String>,
+    /// Scope: the devices (names) whose mail it is tried for; empty: all.
+    pub devices: Vec<String>,
     /// An active event not seen again for this long is cleared.
     pub expire_after_s: Option<i32>,
+    /// An active healthy event not seen again for this long is cleared (instead of
+    /// `expire_after_s`).
+    pub expire_healthy_after_s: Option<i32>,
 }
 
 /// Longest advanced originator pattern, as in SL1.

@@ -1,19 +1,61 @@
-//! The events policies compiled for evaluation: device indexes, regexes built once.
+//! The events policies compiled for evaluation: device indexes, regexes and templates built
+//! once, scopes resolved to ids.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
 use regex::{Regex, RegexSet, RegexSetBuilder};
 
-use super::model::{compile_regex, Device, EventPolicy, MatchLogic, Originator, PatternType};
+use super::model::{
+    compile_regex, Device, EventPolicy, MatchLogic, Originator, PatternType, Severity,
+};
+use super::template::{Template, ValueMap};
+use crate::route::address_key;
 
 /// How an originator policy finds the device identifier.
 #[derive(Debug)]
 pub enum Extractor {
     /// The token after this literal and one space.
     Classic(String),
-    /// Capture group 1 of this regex, or its whole match.
+    /// The capture named `device`, else capture group 1, else the whole match of this regex.
     Advanced(Regex),
+}
+
+/// Which senders an originator policy's address stands for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Senders {
+    /// This address.
+    Address(String),
+    /// `*@domain`: every address at this domain.
+    Domain(String),
+    /// `local@*`: this local part at any domain.
+    Local(String),
+    /// `*@*`: every address.
+    Any,
+}
+
+impl Senders {
+    /// The senders an originator address (already [`address_key`]ed) stands for.
+    pub fn new(address: &str) -> Senders {
+        match address.rsplit_once('@') {
+            Some(("*", "*")) => Senders::Any,
+            Some(("*", domain)) => Senders::Domain(domain.to_owned()),
+            Some((local, "*")) => Senders::Local(local.to_owned()),
+            _ => Senders::Address(address.to_owned()),
+        }
+    }
+
+    /// Whether `from` (an address, any case) is one of them.
+    pub fn admit(&self, from: &str) -> bool {
+        let from = address_key(from);
+        let parts = from.rsplit_once('@');
+        match self {
+            Senders::Address(address) => from == *address,
+            Senders::Domain(domain) => parts.is_some_and(|(_, d)| d == domain),
+            Senders::Local(local) => parts.is_some_and(|(l, _)| l == local),
+            Senders::Any => parts.is_some(),
+        }
+    }
 }
 
 /// An originator policy, ready to run.
@@ -21,6 +63,8 @@ pub enum Extractor {
 pub struct CompiledOriginator {
     /// The policy.
     pub policy: Originator,
+    /// The senders its address stands for.
+    pub senders: Senders,
     /// Its pattern.
     pub extractor: Extractor,
 }
@@ -49,6 +93,33 @@ impl Matcher {
             Matcher::Regex(re) => re.is_match(text),
         }
     }
+
+    /// The names of its capture groups.
+    pub fn capture_names(&self) -> Vec<&str> {
+        match self {
+            Matcher::Text(_) => Vec::new(),
+            Matcher::Regex(re) => re.capture_names().flatten().collect(),
+        }
+    }
+}
+
+/// Where an event policy is tried: `None` for everywhere.
+#[derive(Debug, Default)]
+pub struct Scope {
+    /// Mail aligned through one of these originator policies (ids).
+    pub originators: Option<HashSet<i64>>,
+    /// Mail about one of these devices (ids).
+    pub devices: Option<HashSet<i64>>,
+}
+
+impl Scope {
+    /// Whether mail aligned through `originator` to `device` is in scope.
+    pub fn admits(&self, originator: i64, device: i64) -> bool {
+        self.originators
+            .as_ref()
+            .is_none_or(|o| o.contains(&originator))
+            && self.devices.as_ref().is_none_or(|d| d.contains(&device))
+    }
 }
 
 /// An event policy, ready to run.
@@ -60,6 +131,18 @@ pub struct CompiledEventPolicy {
     pub first: Matcher,
     /// Its second match string, when set.
     pub second: Option<Matcher>,
+    /// Its message template.
+    pub message: Template,
+    /// Its key template, when it has one.
+    pub key: Option<Template>,
+    /// `severity_map`, keys lower case.
+    pub severity_map: HashMap<String, Severity>,
+    /// `key_map`, values lower case.
+    pub key_map: ValueMap,
+    /// Where it is tried.
+    pub scope: Scope,
+    /// Whether deciding needs its captures (its key, severity or message uses them).
+    pub captures: bool,
 }
 
 /// Every events policy, compiled and indexed; built once per change, shared by all sessions.
@@ -110,7 +193,8 @@ fn short_key(name: &str) -> String {
 
 impl Policies {
     /// Compiles the policies. A policy that cannot be compiled (only possible when the database
-    /// was edited by hand: `policy apply` checks them) is left out, and reported.
+    /// was edited by hand: `policy apply` checks them) is left out, and reported; so is a scope
+    /// entry that names nothing (the policy is then tried for less, never for more).
     pub fn new(
         devices: Vec<Device>,
         originators: Vec<Originator>,
@@ -118,6 +202,7 @@ impl Policies {
     ) -> (Policies, Vec<String>) {
         let mut problems = Vec::new();
         let mut p = Policies::default();
+        let mut device_ids: HashMap<String, i64> = HashMap::new();
         for device in devices {
             p.by_name
                 .entry(name_key(&device.name))
@@ -130,6 +215,7 @@ impl Policies {
             if let Some(ip) = device.ip {
                 p.by_ip.entry(ip).or_default().push(device.id);
             }
+            device_ids.insert(device.name.clone(), device.id);
             p.devices.insert(device.id, device);
         }
         for policy in originators {
@@ -138,26 +224,18 @@ impl Policies {
                 PatternType::Advanced => compile_regex(&policy.pattern).map(Extractor::Advanced),
             };
             match extractor {
-                Ok(extractor) => p.originators.push(CompiledOriginator { policy, extractor }),
-                Err(e) => problems.push(format!("originator {:?}: {e}", policy.address)),
+                Ok(extractor) => p.originators.push(CompiledOriginator {
+                    senders: Senders::new(&policy.address),
+                    policy,
+                    extractor,
+                }),
+                Err(e) => problems.push(format!("originator {:?}: {e}", policy.label())),
             }
         }
         for policy in event_policies {
-            let first = Matcher::new(policy.match_logic, &policy.first_match);
-            let second = policy
-                .second_match
-                .as_deref()
-                .map(|m| Matcher::new(policy.match_logic, m))
-                .transpose();
-            match (first, second) {
-                (Ok(first), Ok(second)) => p.event_policies.push(CompiledEventPolicy {
-                    policy,
-                    first,
-                    second,
-                }),
-                (Err(e), _) | (_, Err(e)) => {
-                    problems.push(format!("event_policy {:?}: {e}", policy.name))
-                }
+            match compile_event_policy(policy, &p.originators, &device_ids, &mut problems) {
+                Ok(compiled) => p.event_policies.push(compiled),
+                Err((name, e)) => problems.push(format!("event_policy {name:?}: {e}")),
             }
         }
         p.first_set = first_set(&p.event_policies);
@@ -228,6 +306,96 @@ impl Policies {
     }
 }
 
+/// An event policy compiled: its matchers, templates and maps, its scope resolved against the
+/// originators and devices (entries naming nothing are reported in `problems`).
+fn compile_event_policy(
+    policy: EventPolicy,
+    originators: &[CompiledOriginator],
+    devices: &HashMap<String, i64>,
+    problems: &mut Vec<String>,
+) -> Result<CompiledEventPolicy, (String, String)> {
+    let fail = |e: String| (policy.name.clone(), e);
+    let first = Matcher::new(policy.match_logic, &policy.first_match).map_err(fail)?;
+    let second = policy
+        .second_match
+        .as_deref()
+        .map(|m| Matcher::new(policy.match_logic, m))
+        .transpose()
+        .map_err(fail)?;
+    let message = Template::parse(&policy.message).map_err(|e| fail(format!("message: {e}")))?;
+    let key = policy
+        .key
+        .as_deref()
+        .map(Template::parse)
+        .transpose()
+        .map_err(|e| fail(format!("key: {e}")))?;
+    let mut scope = Scope::default();
+    if !policy.originators.is_empty() {
+        let mut ids = HashSet::new();
+        for entry in &policy.originators {
+            let found: Vec<i64> = originators
+                .iter()
+                .filter(|o| {
+                    o.policy.name.as_deref() == Some(entry.as_str())
+                        || o.policy.address == address_key(entry)
+                })
+                .map(|o| o.policy.id)
+                .collect();
+            if found.is_empty() {
+                problems.push(format!(
+                    "event_policy {:?}: originators: {entry:?} names no originator policy; the policy is not tried for it",
+                    policy.name
+                ));
+            }
+            ids.extend(found);
+        }
+        scope.originators = Some(ids);
+    }
+    if !policy.devices.is_empty() {
+        let mut ids = HashSet::new();
+        for entry in &policy.devices {
+            match devices.get(entry) {
+                Some(id) => {
+                    ids.insert(*id);
+                }
+                None => problems.push(format!(
+                    "event_policy {:?}: devices: {entry:?} is no device; the policy is not tried for it",
+                    policy.name
+                )),
+            }
+        }
+        scope.devices = Some(ids);
+    }
+    let captures = message.uses_captures()
+        || policy.severity_from.is_some()
+        || key.as_ref().is_some_and(Template::uses_captures);
+    Ok(CompiledEventPolicy {
+        severity_map: policy
+            .severity_map
+            .iter()
+            .map(|(value, severity)| (value.to_lowercase(), *severity))
+            .collect(),
+        key_map: policy
+            .key_map
+            .iter()
+            .map(|(capture, values)| {
+                let values = values
+                    .iter()
+                    .map(|(from, to)| (from.to_lowercase(), to.clone()))
+                    .collect();
+                (capture.clone(), values)
+            })
+            .collect(),
+        first,
+        second,
+        message,
+        key,
+        scope,
+        captures,
+        policy,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -290,13 +458,11 @@ mod tests {
         let bad = EventPolicy {
             id: 1,
             name: "bad".into(),
-            severity: super::super::model::Severity::Major,
+            severity: Some(Severity::Major),
             message: "%M".into(),
             match_logic: MatchLogic::Regex,
             first_match: "(".into(),
-            second_match: None,
-            clears_id: None,
-            expire_after_s: None,
+            ..EventPolicy::default()
         };
         let (p, problems) = Policies::new(vec![], vec![], vec![bad]);
         assert!(p.event_policies.is_empty());

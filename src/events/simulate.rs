@@ -2,18 +2,22 @@
 
 use std::fmt::Write as _;
 
-use super::evaluate::{evaluate, Alert, Settings, Write};
+use super::evaluate::{evaluate, Alert, Outcome, Raised, Settings, Tried, Write};
 use super::policies::Policies;
 use crate::message::Message;
 
 /// Describes the decision for `message` under `policies`: each originator policy tried and why,
-/// the device chosen, each event policy that matched, and the rows that would be written.
+/// the device chosen and the captures, each event policy whose first match string matched and
+/// what became of it (scope, second match, suppression, key and severity), and the rows that
+/// would be written. The envelope sender is taken from `Return-Path`, else `From`.
 pub fn report(policies: &Policies, message: &Message, settings: Settings) -> String {
-    let alert = Alert {
-        from: message.from_address.as_deref().unwrap_or(""),
-        subject: message.subject.as_deref().unwrap_or(""),
-        body: &message.body,
-    };
+    let return_path = message.header("Return-Path");
+    let envelope_from = return_path
+        .as_deref()
+        .map(|p| p.trim().trim_start_matches('<').trim_end_matches('>'))
+        .or(message.from_address.as_deref())
+        .unwrap_or("");
+    let alert = Alert::new(message, envelope_from);
     let decision = evaluate(policies, &alert, settings);
     let mut out = String::new();
     // Writing to a String cannot fail.
@@ -31,13 +35,53 @@ pub fn report(policies: &Policies, message: &Message, settings: Settings) -> Str
         Some(d) => writeln!(out, "\ndevice: {} (id {})", d.name, d.id),
         None => writeln!(out, "\ndevice: none"),
     };
+    if !decision.captures.is_empty() {
+        let _ = writeln!(out, "captures: {}", captures(&decision.captures));
+    }
     if decision.device.is_some() {
+        let (used, unused): (Vec<&Tried>, Vec<&Tried>) = decision
+            .tried
+            .iter()
+            .partition(|t| matches!(t.outcome, Outcome::Raise(_) | Outcome::Suppress));
         let _ = writeln!(out, "\nevent policies matched:");
-        if decision.matched.is_empty() {
+        if used.is_empty() {
             let _ = writeln!(out, "  (none: the mail goes to the device log only)");
         }
-        for name in &decision.matched {
-            let _ = writeln!(out, "  {name}");
+        for t in used {
+            let name = &t.policy.name;
+            match &t.outcome {
+                Outcome::Suppress => {
+                    let _ = writeln!(
+                        out,
+                        "  {name}: suppress: no policy raises or clears anything for this mail"
+                    );
+                }
+                Outcome::Raise(raised) => match decision.suppressed_by {
+                    Some(by) => {
+                        let _ = writeln!(out, "  {name}: suppressed by {by}");
+                    }
+                    None => {
+                        let _ = writeln!(out, "  {name}");
+                        for line in raised.iter().filter_map(|r| describe_raised(t, r)) {
+                            let _ = writeln!(out, "    {line}");
+                        }
+                    }
+                },
+                _ => {}
+            }
+        }
+        if !unused.is_empty() {
+            let _ = writeln!(
+                out,
+                "\nevent policies whose first match string matched, not used:"
+            );
+        }
+        for t in unused {
+            let why = match t.outcome {
+                Outcome::OutOfScope => out_of_scope(t),
+                _ => "second match string not found".to_owned(),
+            };
+            let _ = writeln!(out, "  {}: {why}", t.policy.name);
         }
     }
     let _ = writeln!(out, "\nrows that would be written:");
@@ -56,6 +100,59 @@ fn or_none(s: &str) -> &str {
     }
 }
 
+/// `name = "value", …`
+fn captures(captures: &super::template::Captures) -> String {
+    captures
+        .iter()
+        .map(|(name, value)| format!("{name} = {value:?}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// One event a policy raises: its key, its severity and how it was chosen, its captures;
+/// nothing to say for a policy that uses none of them.
+fn describe_raised(t: &Tried<'_>, r: &Raised) -> Option<String> {
+    if t.policy.key.is_none() && r.severity_from.is_none() && r.captures.is_empty() {
+        return None;
+    }
+    let mut line = String::new();
+    if t.policy.key.is_some() {
+        let _ = write!(line, "key {:?}, ", r.key);
+    }
+    let _ = write!(line, "severity {}", r.severity);
+    if let Some(how) = &r.severity_from {
+        let _ = match (&how.value, how.mapped) {
+            (Some(value), true) => write!(line, " ({} = {value:?} in severity_map)", how.capture),
+            (Some(value), false) => write!(
+                line,
+                " ({} = {value:?} is not in severity_map: the policy's severity)",
+                how.capture
+            ),
+            (None, _) => write!(
+                line,
+                " ({} took part in no match: the policy's severity)",
+                how.capture
+            ),
+        };
+    }
+    if !r.captures.is_empty() {
+        let _ = write!(line, "; captures: {}", captures(&r.captures));
+    }
+    Some(line)
+}
+
+/// Why a policy's scope left the mail out.
+fn out_of_scope(t: &Tried<'_>) -> String {
+    let mut scope = Vec::new();
+    if !t.policy.originators.is_empty() {
+        scope.push(format!("originators: {}", t.policy.originators.join(", ")));
+    }
+    if !t.policy.devices.is_empty() {
+        scope.push(format!("devices: {}", t.policy.devices.join(", ")));
+    }
+    format!("out of scope ({})", scope.join("; "))
+}
+
 /// One planned write, in words.
 fn describe(policies: &Policies, write: &Write) -> String {
     let device = |id: i64| {
@@ -65,6 +162,10 @@ fn describe(policies: &Policies, write: &Write) -> String {
             .to_owned()
     };
     let policy = |id: i64| policies.event_policy_name(id).unwrap_or("?").to_owned();
+    let with_key = |key: Option<&str>| match key {
+        Some(key) if !key.is_empty() => format!(" with key {key:?}"),
+        _ => String::new(),
+    };
     match write {
         Write::DeviceLog { device_id, message } => {
             format!("device_logs: {} <- {:?}", device(*device_id), message)
@@ -73,21 +174,25 @@ fn describe(policies: &Policies, write: &Write) -> String {
         Write::Raise {
             device_id,
             event_policy_id,
+            key,
             severity,
             message,
             ..
         } => format!(
-            "events: {} {severity} on {} (or count a repeat of the active one): {message:?}",
+            "events: {} {severity} on {}{} (or count a repeat of the active one): {message:?}",
             policy(*event_policy_id),
-            device(*device_id)
+            device(*device_id),
+            with_key(Some(key)),
         ),
         Write::Clear {
             device_id,
             event_policy_id,
+            key,
             reason,
         } => format!(
-            "events: clear the active {} event on {} ({reason})",
+            "events: clear the active {} event{} on {} ({reason})",
             policy(*event_policy_id),
+            with_key(key.as_deref()),
             device(*device_id)
         ),
     }
@@ -112,6 +217,7 @@ mod tests {
             vec![
                 Originator {
                     id: 1,
+                    name: None,
                     address: "*@other.example".into(),
                     regex_type: RegexType::Subject,
                     pattern_type: PatternType::Classic,
@@ -121,6 +227,7 @@ mod tests {
                 },
                 Originator {
                     id: 2,
+                    name: None,
                     address: "ups@example.com".into(),
                     regex_type: RegexType::Subject,
                     pattern_type: PatternType::Advanced,
@@ -133,24 +240,21 @@ mod tests {
                 EventPolicy {
                     id: 7,
                     name: "On battery".into(),
-                    severity: Severity::Major,
+                    severity: Some(Severity::Major),
                     message: "%D: %M".into(),
                     match_logic: MatchLogic::Text,
                     first_match: "battery".into(),
-                    second_match: None,
-                    clears_id: None,
-                    expire_after_s: None,
+                    ..EventPolicy::default()
                 },
                 EventPolicy {
                     id: 8,
                     name: "Restored".into(),
-                    severity: Severity::Healthy,
+                    severity: Some(Severity::Healthy),
                     message: "%S".into(),
                     match_logic: MatchLogic::Text,
                     first_match: "restored".into(),
-                    second_match: None,
-                    clears_id: Some(7),
-                    expire_after_s: None,
+                    clears_ids: vec![7],
+                    ..EventPolicy::default()
                 },
             ],
         );

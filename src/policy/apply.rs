@@ -126,11 +126,12 @@ async fn write(tx: &Transaction<'_>, ops: &[Op]) -> Result<(), tokio_postgres::E
             Op::InsertOriginator(o, position) => {
                 tx.execute(
                     "INSERT INTO originator_policies
-                         (position, address, regex_type, pattern_type, pattern, alignment,
+                         (position, name, address, regex_type, pattern_type, pattern, alignment,
                           default_device_id)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                     &[
                         position,
+                        &o.name,
                         &o.address,
                         &o.regex_type.as_str(),
                         &o.pattern_type.as_str(),
@@ -144,16 +145,18 @@ async fn write(tx: &Transaction<'_>, ops: &[Op]) -> Result<(), tokio_postgres::E
             Op::UpdateOriginator(o, position) => {
                 tx.execute(
                     "UPDATE originator_policies
-                     SET position = $2, regex_type = $3, pattern_type = $4, pattern = $5,
-                         alignment = $6, default_device_id = $7
+                     SET position = $2, name = $3, address = $4, regex_type = $5,
+                         pattern_type = $6, pattern = $7, alignment = $8, default_device_id = $9
                      WHERE id = $1
-                       AND (position, regex_type, pattern_type, pattern, alignment,
-                            default_device_id)
-                           IS DISTINCT FROM ($2::integer, $3::text, $4::text, $5::text,
-                                             $6::text, $7::bigint)",
+                       AND (position, name, address, regex_type, pattern_type, pattern,
+                            alignment, default_device_id)
+                           IS DISTINCT FROM ($2::integer, $3::text, $4::text, $5::text, $6::text,
+                                             $7::text, $8::text, $9::bigint)",
                     &[
                         &o.id,
                         position,
+                        &o.name,
+                        &o.address,
                         &o.regex_type.as_str(),
                         &o.pattern_type.as_str(),
                         &o.pattern,
@@ -163,57 +166,83 @@ async fn write(tx: &Transaction<'_>, ops: &[Op]) -> Result<(), tokio_postgres::E
                 )
                 .await?;
             }
-            Op::InsertEventPolicy(p) => {
+            Op::InsertEventPolicy(p) | Op::UpdateEventPolicy(p) => {
+                // One statement for both: a policy is known by its name. An update writes
+                // only when a column differs.
+                let json = |map: serde_json::Value| {
+                    map.as_object()
+                        .is_some_and(|m| !m.is_empty())
+                        .then_some(map)
+                };
+                fn list(names: &[String]) -> Option<&[String]> {
+                    (!names.is_empty()).then_some(names)
+                }
                 let row = tx
-                    .query_one(
+                    .query_opt(
                         "INSERT INTO event_policies
-                             (name, severity, message, match_logic, first_match, second_match,
-                              expire_after_s)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7)
+                             (name, action, severity, severity_from, severity_map, key, key_map,
+                              message, match_logic, first_match, second_match, originators,
+                              devices, expire_after_s, expire_healthy_after_s)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+                         ON CONFLICT (name) DO UPDATE
+                         SET (action, severity, severity_from, severity_map, key, key_map, message,
+                              match_logic, first_match, second_match, originators, devices,
+                              expire_after_s, expire_healthy_after_s)
+                           = (excluded.action, excluded.severity, excluded.severity_from,
+                              excluded.severity_map, excluded.key, excluded.key_map,
+                              excluded.message, excluded.match_logic, excluded.first_match,
+                              excluded.second_match, excluded.originators, excluded.devices,
+                              excluded.expire_after_s, excluded.expire_healthy_after_s)
+                         WHERE (event_policies.action, event_policies.severity,
+                                event_policies.severity_from, event_policies.severity_map,
+                                event_policies.key, event_policies.key_map, event_policies.message,
+                                event_policies.match_logic, event_policies.first_match,
+                                event_policies.second_match, event_policies.originators,
+                                event_policies.devices, event_policies.expire_after_s,
+                                event_policies.expire_healthy_after_s)
+                           IS DISTINCT FROM
+                               (excluded.action, excluded.severity, excluded.severity_from,
+                                excluded.severity_map, excluded.key, excluded.key_map,
+                                excluded.message, excluded.match_logic, excluded.first_match,
+                                excluded.second_match, excluded.originators, excluded.devices,
+                                excluded.expire_after_s, excluded.expire_healthy_after_s)
                          RETURNING id",
                         &[
                             &p.name,
-                            &p.severity.as_str(),
+                            &p.action.as_str(),
+                            &p.severity.map(|s| s.as_str()),
+                            &p.severity_from,
+                            &json(serde_json::json!(p.severity_map)),
+                            &p.key,
+                            &json(serde_json::json!(p.key_map)),
                             &p.message,
                             &p.match_logic.as_str(),
                             &p.first_match,
                             &p.second_match,
+                            &list(&p.originators),
+                            &list(&p.devices),
                             &p.expire_after_s,
+                            &p.expire_healthy_after_s,
                         ],
                     )
                     .await?;
-                policies.insert(p.id, row.get(0));
+                if let (Op::InsertEventPolicy(_), Some(row)) = (op, row) {
+                    policies.insert(p.id, row.get(0));
+                }
             }
-            Op::UpdateEventPolicy(p) => {
+            Op::SetClears { id, clears_ids } => {
+                let id = real(&policies, *id);
+                let clears: Vec<i64> = clears_ids.iter().map(|c| real(&policies, *c)).collect();
                 tx.execute(
-                    "UPDATE event_policies
-                     SET severity = $2, message = $3, match_logic = $4, first_match = $5,
-                         second_match = $6, expire_after_s = $7
-                     WHERE id = $1
-                       AND (severity, message, match_logic, first_match, second_match,
-                            expire_after_s)
-                           IS DISTINCT FROM ($2::text, $3::text, $4::text, $5::text, $6::text,
-                                             $7::integer)",
-                    &[
-                        &p.id,
-                        &p.severity.as_str(),
-                        &p.message,
-                        &p.match_logic.as_str(),
-                        &p.first_match,
-                        &p.second_match,
-                        &p.expire_after_s,
-                    ],
+                    "DELETE FROM event_policy_clears
+                     WHERE event_policy_id = $1 AND clears_id <> ALL($2)",
+                    &[&id, &clears],
                 )
                 .await?;
-            }
-            Op::SetClears { id, clears_id } => {
                 tx.execute(
-                    "UPDATE event_policies SET clears_event_policy_id = $2
-                     WHERE id = $1 AND clears_event_policy_id IS DISTINCT FROM $2::bigint",
-                    &[
-                        &real(&policies, *id),
-                        &clears_id.map(|c| real(&policies, c)),
-                    ],
+                    "INSERT INTO event_policy_clears (event_policy_id, clears_id)
+                     SELECT $1, unnest($2::bigint[]) ON CONFLICT DO NOTHING",
+                    &[&id, &clears],
                 )
                 .await?;
             }

@@ -3,10 +3,11 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::file::{Entries, PolicyFile, DEFAULT_MESSAGE};
+use super::file::{Entries, EventPolicyEntry, PolicyFile, DEFAULT_MESSAGE};
 use crate::events::model::{
-    compile_regex, Alignment, MatchLogic, PatternType, MAX_ADVANCED_PATTERN,
+    compile_regex, Action, Alignment, MatchLogic, PatternType, MAX_ADVANCED_PATTERN,
 };
+use crate::events::template::{capture_name, Template};
 use crate::route::address_key;
 
 /// The kinds of entry, in the order problems are listed.
@@ -49,12 +50,12 @@ impl Kind {
         }
     }
 
-    /// The key entries of this kind are identified by.
-    pub(crate) fn key_field(self) -> &'static str {
+    /// The keys entries of this kind are named by in problems, the first present.
+    pub(crate) fn label_fields(self) -> &'static [&'static str] {
         match self {
-            Kind::Originator => "address",
-            Kind::User => "email",
-            _ => "name",
+            Kind::Originator => &["name", "address"],
+            Kind::User => &["email"],
+            _ => &["name"],
         }
     }
 
@@ -150,7 +151,12 @@ impl Labels {
         }
         let mut labels = Labels::default();
         labels.add(Kind::Device, &keys(&file.devices, |e| &e.name));
-        labels.add(Kind::Originator, &keys(&file.originators, |e| &e.address));
+        labels.add(
+            Kind::Originator,
+            &keys(&file.originators, |e| {
+                e.name.as_deref().unwrap_or(&e.address)
+            }),
+        );
         labels.add(Kind::EventPolicy, &keys(&file.event_policies, |e| &e.name));
         labels.add(Kind::User, &keys(&file.users, |e| &e.email));
         labels.add(Kind::Queue, &keys(&file.queues, |e| &e.name));
@@ -196,11 +202,17 @@ pub(crate) fn check(entries: &Entries, problems: &mut Problems) {
     }
 
     let mut addresses = Seen::new(Kind::Originator);
+    let mut originator_names = Seen::names(Kind::Originator);
     for (i, o) in &entries.originators {
         let mut at = |text: String| problems.entry(Kind::Originator, *i, text);
+        if let Some(name) = &o.name {
+            unique_name(name, &mut originator_names, *i, &mut at);
+        }
         match check_address(&o.address) {
             Err(why) => at(format!("address: {why}")),
-            Ok(()) => addresses.check(&o.address, *i, "address", &mut at),
+            // Named originators may share an address; an unnamed one is known by it.
+            Ok(()) if o.name.is_none() => addresses.check(&o.address, *i, "address", &mut at),
+            Ok(()) => {}
         }
         if o.pattern.is_empty() {
             at("pattern: must not be empty".into());
@@ -229,9 +241,10 @@ pub(crate) fn check(entries: &Entries, problems: &mut Problems) {
             at(format!(
                 "message: must not be empty (leave it out for {DEFAULT_MESSAGE:?})"
             ));
-        } else if let Err(why) = check_template(&p.message) {
+        } else if let Err(why) = Template::parse(&p.message) {
             at(format!("message: {why}"));
         }
+        check_event_keys(p, &mut at);
         for (field, value) in [
             ("first_match", Some(&p.first_match)),
             ("second_match", p.second_match.as_ref()),
@@ -246,12 +259,108 @@ pub(crate) fn check(entries: &Entries, problems: &mut Problems) {
                 _ => {}
             }
         }
-        optional_text(&p.clears, "clears", &mut at);
-        if p.clears.as_deref() == Some(p.name.as_str()) {
+        names_list(&p.clears, "clears", &mut at);
+        if p.clears.contains(&p.name) {
             at("clears: an event policy cannot clear itself".into());
         }
-        if let Some(s) = p.expire_after_s {
-            positive_seconds(s, "expire_after_s", &mut at);
+        names_list(&p.originators, "originators", &mut at);
+        names_list(&p.devices, "devices", &mut at);
+        for (field, seconds) in [
+            ("expire_after_s", p.expire_after_s),
+            ("expire_healthy_after_s", p.expire_healthy_after_s),
+        ] {
+            if let Some(s) = seconds {
+                positive_seconds(s, field, &mut at);
+            }
+        }
+    }
+}
+
+/// The keys of an event policy that say what it raises: a severity unless it suppresses (and
+/// nothing about raising when it does), `severity_from` and `severity_map` together, a key and
+/// maps that can be used.
+fn check_event_keys(p: &EventPolicyEntry, at: &mut impl FnMut(String)) {
+    if p.action == Action::Suppress {
+        let unused = [
+            ("severity", p.severity.is_some()),
+            ("severity_from", p.severity_from.is_some()),
+            ("severity_map", !p.severity_map.is_empty()),
+            ("key", p.key.is_some()),
+            ("key_map", !p.key_map.is_empty()),
+            ("clears", !p.clears.is_empty()),
+            ("expire_after_s", p.expire_after_s.is_some()),
+            ("expire_healthy_after_s", p.expire_healthy_after_s.is_some()),
+        ];
+        for (field, _) in unused.iter().filter(|(_, set)| *set) {
+            at(format!(
+                "{field}: a suppress policy raises nothing (leave the key out)"
+            ));
+        }
+        return;
+    }
+    if p.severity.is_none() {
+        at("severity: missing (required unless action is \"suppress\")".into());
+    }
+    match (&p.severity_from, p.severity_map.is_empty()) {
+        (Some(capture), empty) => {
+            if !capture_name(capture) {
+                at(format!(
+                    "severity_from: {capture:?} cannot name a capture (a named group (?P<name>…))"
+                ));
+            }
+            if empty {
+                at("severity_map: required with severity_from (captured value = severity)".into());
+            }
+        }
+        (None, false) => at("severity_map: needs severity_from (the capture it maps)".into()),
+        (None, true) => {}
+    }
+    unique_ignoring_case(p.severity_map.keys(), "severity_map", at);
+    if let Some(key) = &p.key {
+        if key.is_empty() {
+            at("key: must not be empty (leave the key out for one event per device)".into());
+        } else if let Err(why) = Template::parse(key) {
+            at(format!("key: {why}"));
+        }
+    } else if !p.key_map.is_empty() {
+        at("key_map: needs key (the template whose captures it maps)".into());
+    }
+    for (capture, values) in &p.key_map {
+        if !capture_name(capture) {
+            at(format!(
+                "key_map: {capture:?} cannot name a capture (a named group (?P<name>…))"
+            ));
+        }
+        unique_ignoring_case(values.keys(), &format!("key_map.{capture}"), at);
+    }
+}
+
+/// Map keys that are not empty and not the same ignoring case.
+fn unique_ignoring_case<'k>(
+    keys: impl Iterator<Item = &'k String>,
+    field: &str,
+    at: &mut impl FnMut(String),
+) {
+    let mut seen = HashSet::new();
+    for key in keys {
+        if key.is_empty() {
+            at(format!("{field}: a value must not be empty"));
+        } else if !seen.insert(key.to_lowercase()) {
+            at(format!(
+                "{field}: {key:?} is there twice (values are compared ignoring case)"
+            ));
+        }
+    }
+}
+
+/// A list of names: none empty, none twice.
+fn names_list(names: &[String], field: &str, at: &mut impl FnMut(String)) {
+    let mut seen = HashSet::new();
+    for name in names {
+        if name.trim().is_empty() {
+            at(format!("{field}: a name must not be empty"));
+        } else if !seen.insert(name) {
+            at(format!("{field}: {name:?} is listed twice"));
         }
     }
 }
@@ -261,6 +370,8 @@ pub(super) struct Seen {
     kind: Kind,
     /// Whether the values are addresses (else they are the kind's keys).
     addresses: bool,
+    /// Whether the values are compared exactly (names, else as the kind's keys).
+    exact: bool,
     first: HashMap<String, usize>,
 }
 
@@ -270,6 +381,7 @@ impl Seen {
         Seen {
             kind,
             addresses: matches!(kind, Kind::Originator | Kind::User),
+            exact: false,
             first: HashMap::new(),
         }
     }
@@ -278,6 +390,15 @@ impl Seen {
     pub(super) fn addresses(kind: Kind) -> Seen {
         Seen {
             addresses: true,
+            ..Seen::new(kind)
+        }
+    }
+
+    /// For the names of entries of `kind` that are known by a name when they have one.
+    pub(super) fn names(kind: Kind) -> Seen {
+        Seen {
+            addresses: false,
+            exact: true,
             ..Seen::new(kind)
         }
     }
@@ -291,6 +412,8 @@ impl Seen {
     ) {
         let folded = if self.addresses {
             address_key(key)
+        } else if self.exact {
+            key.to_owned()
         } else {
             self.kind.fold(key)
         };
@@ -356,13 +479,16 @@ fn indent(message: &str) -> String {
     message.trim_end().replace('\n', "\n      ")
 }
 
-/// An email address (`local@domain`, RFC 5322 dot-atoms, UTF-8 allowed as in RFC 6531) or
-/// `*@domain` for every sender at that domain.
+/// An email address (`local@domain`, RFC 5322 dot-atoms, UTF-8 allowed as in RFC 6531), or a
+/// pattern: `*@domain` for every sender at that domain, `local@*` for that local part at any
+/// domain, `*@*` for every sender.
 pub(super) fn check_address(address: &str) -> Result<(), String> {
     if address_syntax(address, true) {
         Ok(())
     } else {
-        Err(format!("{address:?} is not an email address or *@domain"))
+        Err(format!(
+            "{address:?} is not an email address, *@domain, local@* or *@*"
+        ))
     }
 }
 
@@ -375,7 +501,7 @@ pub(super) fn check_mailbox(address: &str) -> Result<(), String> {
     }
 }
 
-/// Whether `address` is `local@domain`, or (when `wildcard`) `*@domain`.
+/// Whether `address` is `local@domain`, or (when `wildcard`) `*@domain`, `local@*` or `*@*`.
 fn address_syntax(address: &str, wildcard: bool) -> bool {
     const SPECIALS: &[char] = &[
         '!', '#', '$', '%', '&', '\'', '*', '+', '-', '/', '=', '?', '^', '_', '`', '{', '|', '}',
@@ -395,27 +521,14 @@ fn address_syntax(address: &str, wildcard: bool) -> bool {
     } else {
         local.split('.').all(|a| atom(a, SPECIALS))
     };
-    let domain_ok = domain
-        .split('.')
-        .all(|l| atom(l, &['-', '_']) && !l.starts_with('-') && !l.ends_with('-'));
-    local_ok && domain_ok
-}
-
-/// A message template uses only `%M`, `%S`, `%D`, `%A` and `%%`.
-fn check_template(template: &str) -> Result<(), String> {
-    let mut chars = template.chars();
-    while let Some(c) = chars.next() {
-        if c == '%' {
-            match chars.next() {
-                Some('M' | 'S' | 'D' | 'A' | '%') => {}
-                Some(other) => {
-                    return Err(format!(
-                        "unknown escape %{other} (the escapes are %M body, %S subject, %D device, %A sender, %% a %)"
-                    ))
-                }
-                None => return Err("ends with a lone % (write %% for a %)".into()),
-            }
-        }
+    // With any domain, a `*` in the local part would read as a glob, which it is not.
+    let any_domain = wildcard && domain == "*";
+    if any_domain && local != "*" && local.contains('*') {
+        return false;
     }
-    Ok(())
+    let domain_ok = any_domain
+        || domain
+            .split('.')
+            .all(|l| atom(l, &['-', '_']) && !l.starts_with('-') && !l.ends_with('-'));
+    local_ok && domain_ok
 }

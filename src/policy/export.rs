@@ -56,8 +56,9 @@ impl PolicyFile {
                 .originators
                 .iter()
                 .map(|o| OriginatorEntry {
+                    name: o.name.clone(),
                     address: o.address.clone(),
-                    regex_type: o.regex_type,
+                    regex_type: o.regex_type.clone(),
                     pattern_type: o.pattern_type,
                     pattern: o.pattern.clone(),
                     alignment: o.alignment,
@@ -69,13 +70,25 @@ impl PolicyFile {
                 .iter()
                 .map(|p| EventPolicyEntry {
                     name: p.name.clone(),
+                    action: p.action,
                     severity: p.severity,
+                    severity_from: p.severity_from.clone(),
+                    severity_map: p.severity_map.clone(),
+                    key: p.key.clone(),
+                    key_map: p.key_map.clone(),
                     message: p.message.clone(),
                     match_logic: p.match_logic,
                     first_match: p.first_match.clone(),
                     second_match: p.second_match.clone(),
-                    clears: name(&policies, p.clears_id),
+                    clears: p
+                        .clears_ids
+                        .iter()
+                        .filter_map(|id| name(&policies, Some(*id)))
+                        .collect(),
+                    originators: p.originators.clone(),
+                    devices: p.devices.clone(),
                     expire_after_s: p.expire_after_s,
+                    expire_healthy_after_s: p.expire_healthy_after_s,
                 })
                 .collect(),
             users: model

@@ -1,6 +1,7 @@
 //! The policy file's TOML format, read and written with the same structs; reading reports
 //! every problem at once (the checks of the values are in `check.rs`).
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use serde::de::DeserializeOwned;
@@ -10,7 +11,7 @@ use super::check::{check, Kind, Labels, Problems};
 use super::roundtrip_checks::check_roundtrips;
 use super::ticket_checks::{check_destinations, check_tickets};
 use crate::config::Inbound;
-use crate::events::model::{Alignment, MatchLogic, PatternType, RegexType, Severity};
+use crate::events::model::{Action, Alignment, MatchLogic, PatternType, RegexType, Severity};
 #[cfg(doc)]
 use crate::route::address_key;
 use crate::tickets::model::{Access, Status};
@@ -61,10 +62,15 @@ pub struct DeviceEntry {
     pub organization: Option<String>,
 }
 
-/// One `[[originator]]`, keyed by `address` (compared with [`address_key`]).
+/// One `[[originator]]`, keyed by `name`, or by `address` (compared with [`address_key`])
+/// when it has none.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OriginatorEntry {
-    /// The From address, or `*@domain`.
+    /// Unique name; needed when several originators share an address, and to scope event
+    /// policies by.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The From address, or a pattern: `*@domain`, `local@*`, `*@*`.
     pub address: String,
     /// Where the pattern looks.
     pub regex_type: RegexType,
@@ -80,12 +86,33 @@ pub struct OriginatorEntry {
 }
 
 /// One `[[event_policy]]`, keyed by `name`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct EventPolicyEntry {
     /// Unique name.
     pub name: String,
-    /// Severity of the events raised.
-    pub severity: Severity,
+    /// `raise` (when absent) or `suppress`.
+    #[serde(default, skip_serializing_if = "is_raise")]
+    pub action: Action,
+    /// Severity of the events raised (the fallback with `severity_from`); required unless
+    /// `action` is `suppress`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub severity: Option<Severity>,
+    /// The capture whose value picks the severity through `severity_map`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub severity_from: Option<String>,
+    /// Captured value (compared ignoring case) to severity.
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "severity_map"
+    )]
+    pub severity_map: BTreeMap<String, Severity>,
+    /// The event key's template: one active event per (device, policy, key).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// Per capture, values (compared ignoring case) replaced before they go into the key.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub key_map: BTreeMap<String, BTreeMap<String, String>>,
     /// Event message template; `"%M"` when absent.
     #[serde(default = "default_message")]
     pub message: String,
@@ -96,12 +123,79 @@ pub struct EventPolicyEntry {
     /// Must match too, when set.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub second_match: Option<String>,
-    /// Name of the event policy whose active event on the device a match clears.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub clears: Option<String>,
+    /// Names of the event policies whose active events on the device a match clears (a name,
+    /// or a list of names).
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        serialize_with = "one_or_many::serialize",
+        deserialize_with = "one_or_many::deserialize"
+    )]
+    pub clears: Vec<String>,
+    /// Scope: only mail aligned through these originators (names or addresses).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub originators: Vec<String>,
+    /// Scope: only mail about these devices (names).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<String>,
     /// Seconds after which an active event not seen again is cleared.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expire_after_s: Option<i32>,
+    /// Seconds after which an active healthy event not seen again is cleared (instead of
+    /// `expire_after_s`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expire_healthy_after_s: Option<i32>,
+}
+
+/// `severity_map`, each bad severity named with its value.
+fn severity_map<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, Severity>, D::Error> {
+    BTreeMap::<String, String>::deserialize(d)?
+        .into_iter()
+        .map(|(value, severity)| match severity.parse() {
+            Ok(severity) => Ok((value, severity)),
+            Err(why) => Err(serde::de::Error::custom(format!("{value}: {why}"))),
+        })
+        .collect()
+}
+
+fn is_raise(action: &Action) -> bool {
+    *action == Action::Raise
+}
+
+/// `clears`: a name, or a list of names; written as a name when there is one.
+mod one_or_many {
+    use serde::de::{self, SeqAccess, Visitor};
+    use serde::{Deserializer, Serialize, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(names: &[String], s: S) -> Result<S::Ok, S::Error> {
+        match names {
+            [one] => one.serialize(s),
+            many => many.serialize(s),
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+        struct Names;
+        impl<'de> Visitor<'de> for Names {
+            type Value = Vec<String>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an event policy name or a list of names")
+            }
+            fn visit_str<E: de::Error>(self, name: &str) -> Result<Vec<String>, E> {
+                Ok(vec![name.to_owned()])
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<String>, A::Error> {
+                let mut names = Vec::new();
+                while let Some(name) = seq.next_element()? {
+                    names.push(name);
+                }
+                Ok(names)
+            }
+        }
+        d.deserialize_any(Names)
+    }
 }
 
 /// The message template an event policy gets when it names none.
@@ -445,7 +539,11 @@ fn array<T: Entry>(
     };
     let keys: Vec<Option<&str>> = values
         .iter()
-        .map(|v| v.get(kind.key_field()).and_then(toml::Value::as_str))
+        .map(|v| {
+            kind.label_fields()
+                .iter()
+                .find_map(|field| v.get(field).and_then(toml::Value::as_str))
+        })
         .collect();
     labels.add(kind, &keys);
     values
@@ -482,12 +580,8 @@ impl Entry for OriginatorEntry {
 
 impl Entry for EventPolicyEntry {
     const KIND: Kind = Kind::EventPolicy;
-    const STAND_INS: &'static [(&'static str, &'static str)] = &[
-        ("name", ""),
-        ("severity", "notice"),
-        ("match_logic", "text"),
-        ("first_match", ""),
-    ];
+    const STAND_INS: &'static [(&'static str, &'static str)] =
+        &[("name", ""), ("match_logic", "text"), ("first_match", "")];
 }
 
 impl Entry for UserEntry {

@@ -21,10 +21,7 @@ fn the_sample_parses_with_its_defaults() {
     assert_eq!(file.originators[0].address, "Veeam@Example.com");
     assert_eq!(file.originators[0].alignment, Alignment::DefaultIfUnmatched);
     assert_eq!(file.originators[1].default_device, None);
-    assert_eq!(
-        file.event_policies[0].clears.as_deref(),
-        Some("Veeam job failed")
-    );
+    assert_eq!(file.event_policies[0].clears, ["Veeam job failed"]);
     assert_eq!(file.event_policies[1].message, "%M");
     assert_eq!(file.event_policies[1].expire_after_s, Some(86400));
     assert_eq!(
@@ -200,7 +197,14 @@ fn every_problem_is_reported_with_its_entry_and_key() {
         (device(&[("ip", "\"10.6.1.300\"")]), vec![r#"device "nas1": ip: invalid IP address syntax"#]),
         (device(&[("organization", "\"\"")]), vec![r#"device "nas1": organization: must not be empty (leave the key out instead)"#]),
         (device(&[("colour", "\"red\""), ("site", "1")]), vec![r#"device "nas1": colour: unknown key"#, r#"device "nas1": site: unknown key"#]),
-        (originator(&[("address", "\"veeam\"")]), vec![r#"originator "veeam" (entry 1): address: "veeam" is not an email address or *@domain"#]),
+        (originator(&[("regex_type", "\"header:X Device\"")]), vec![r#"originator "alerts@example.com" (entry 1): regex_type: "X Device" is not a header field name"#]),
+        (originator(&[("regex_type", "\"header:X-Device\"")]), vec![]),
+        (originator(&[("name", "\" x\"")]), vec![r#"originator " x" (entry 1): name: must not start or end with white space"#]),
+        // Named originators may share an address; unnamed ones may not, nor may names repeat.
+        (originator(&[("name", "\"a\"")]) + &originator(&[("name", "\"b\"")]) + &originator(&[]), vec![]),
+        (originator(&[]) + &originator(&[]), vec![r#"originator "alerts@example.com" (entry 2): address: duplicate of originator entry 1"#]),
+        (originator(&[("name", "\"a\"")]) + &originator(&[("name", "\"a\"")]), vec![r#"originator "a" (entry 2): name: duplicate of originator entry 1"#]),
+        (originator(&[("address", "\"veeam\"")]), vec![r#"originator "veeam" (entry 1): address: "veeam" is not an email address, *@domain, local@* or *@*"#]),
         (originator(&[("address", "\"@example.com\"")]), vec![r#"originator "@example.com" (entry 1): address: "@example.com" is not"#]),
         (originator(&[("address", "\"a@\"")]), vec![r#"originator "a@" (entry 1): address: "a@" is not"#]),
         (originator(&[("address", "\"a b@example.com\"")]), vec![r#"originator "a b@example.com" (entry 1): address:"#]),
@@ -239,7 +243,7 @@ fn every_problem_is_reported_with_its_entry_and_key() {
             vec![
                 r#"originator "alerts@example.com" (entry 1): alignment: unknown variant `always`, expected one of `discard`, `default_if_unmatched`, `override`"#,
                 r#"originator "alerts@example.com" (entry 1): pattern_type: unknown variant `glob`, expected `classic` or `advanced`"#,
-                r#"originator "alerts@example.com" (entry 1): regex_type: unknown variant `header`, expected `subject` or `body`"#,
+                r#"originator "alerts@example.com" (entry 1): regex_type: "header" is not one of subject, body, from, envelope_from, header:<Name>"#,
             ],
         ),
         (
@@ -260,7 +264,7 @@ fn every_problem_is_reported_with_its_entry_and_key() {
         (policy(&[("severity", "\"fatal\"")]), vec![r#"event_policy "Disk failed": severity: unknown variant `fatal`, expected one of `healthy`, `notice`, `minor`, `major`, `critical`"#]),
         (policy(&[("match_logic", "\"glob\"")]), vec![r#"event_policy "Disk failed": match_logic: unknown variant `glob`"#]),
         (policy(&[("message", "\"\"")]), vec![r#"event_policy "Disk failed": message: must not be empty (leave it out for "%M")"#]),
-        (policy(&[("message", "\"%M on %d\"")]), vec![r#"event_policy "Disk failed": message: unknown escape %d (the escapes are %M body, %S subject, %D device, %A sender, %% a %)"#]),
+        (policy(&[("message", "\"%M on %d\"")]), vec![r#"event_policy "Disk failed": message: unknown escape %d (the escapes are %M body, %S subject, %D device, %A sender, %{name} a capture, %% a %)"#]),
         (policy(&[("message", "\"100%\"")]), vec![r#"event_policy "Disk failed": message: ends with a lone % (write %% for a %)"#]),
         (policy(&[("message", "\"%%%M %S %D %A\"")]), vec![]),
         (policy(&[("first_match", "\"\"")]), vec![r#"event_policy "Disk failed": first_match: must not be empty"#]),
@@ -275,7 +279,38 @@ fn every_problem_is_reported_with_its_entry_and_key() {
             ],
         ),
         (policy(&[("clears", "\"Disk failed\"")]), vec![r#"event_policy "Disk failed": clears: an event policy cannot clear itself"#]),
-        (policy(&[("clears", "\"\"")]), vec![r#"event_policy "Disk failed": clears: must not be empty"#]),
+        (policy(&[("clears", "\"\"")]), vec![r#"event_policy "Disk failed": clears: a name must not be empty"#]),
+        (policy(&[("clears", "[\"A\", \"B\", \"A\"]")]), vec![r#"event_policy "Disk failed": clears: "A" is listed twice"#]),
+        (policy(&[("clears", "7")]), vec![r#"event_policy "Disk failed": clears: invalid type: integer `7`, expected an event policy name or a list of names"#]),
+        (policy(&[("originators", "[\"nagios\", \" \"]"), ("devices", "[\"db1\", \"db1\"]")]), vec![
+            r#"event_policy "Disk failed": originators: a name must not be empty"#,
+            r#"event_policy "Disk failed": devices: "db1" is listed twice"#,
+        ]),
+        (policy(&[("severity", "-")]), vec![r#"event_policy "Disk failed": severity: missing (required unless action is "suppress")"#]),
+        (policy(&[("action", "\"drop\"")]), vec![r#"event_policy "Disk failed": action: unknown variant `drop`, expected `raise` or `suppress`"#]),
+        (policy(&[("action", "\"suppress\""), ("key", "\"%D\"")]), vec![
+            r#"event_policy "Disk failed": severity: a suppress policy raises nothing (leave the key out)"#,
+            r#"event_policy "Disk failed": key: a suppress policy raises nothing (leave the key out)"#,
+        ]),
+        (policy(&[("action", "\"suppress\""), ("severity", "-")]), vec![]),
+        (policy(&[("severity_from", "\"state\"")]), vec![r#"event_policy "Disk failed": severity_map: required with severity_from"#]),
+        (policy(&[("severity_map", "{ OK = \"healthy\" }")]), vec![r#"event_policy "Disk failed": severity_map: needs severity_from"#]),
+        (policy(&[("severity_from", "\"two words\""), ("severity_map", "{ OK = \"healthy\", ok = \"notice\", WARN = \"bad\" }")]), vec![
+            r#"event_policy "Disk failed": severity_map: WARN: "bad" is not one of healthy, notice, minor, major, critical"#,
+            r#"event_policy "Disk failed": severity_from: "two words" cannot name a capture"#,
+        ]),
+        (policy(&[("severity_from", "\"two words\""), ("severity_map", "{ OK = \"healthy\", ok = \"notice\" }")]), vec![
+            r#"event_policy "Disk failed": severity_from: "two words" cannot name a capture"#,
+            r#"event_policy "Disk failed": severity_map: "ok" is there twice (values are compared ignoring case)"#,
+        ]),
+        (policy(&[("key", "\"\"")]), vec![r#"event_policy "Disk failed": key: must not be empty"#]),
+        (policy(&[("key", "\"%{service\"")]), vec![r#"event_policy "Disk failed": key: %{service… is not a capture"#]),
+        (policy(&[("key_map", "{ service = { a = \"b\" } }")]), vec![r#"event_policy "Disk failed": key_map: needs key"#]),
+        (policy(&[("key", "\"%D\""), ("key_map", "{ \"9\" = { a = \"b\", A = \"c\" } }")]), vec![
+            r#"event_policy "Disk failed": key_map: "9" cannot name a capture"#,
+            r#"event_policy "Disk failed": key_map.9: "a" is there twice"#,
+        ]),
+        (policy(&[("expire_healthy_after_s", "0")]), vec![r#"event_policy "Disk failed": expire_healthy_after_s: 0 is not a positive number of seconds"#]),
         (policy(&[("expire_after_s", "0")]), vec![r#"event_policy "Disk failed": expire_after_s: 0 is not a positive number of seconds"#]),
         (policy(&[("expire_after_s", "-60")]), vec![r#"event_policy "Disk failed": expire_after_s: -60 is not"#]),
         (policy(&[("expire_after_s", "3000000000")]), vec![r#"event_policy "Disk failed": expire_after_s: invalid value: integer `3000000000`, expected i32"#]),
@@ -423,7 +458,7 @@ fn problems_are_listed_in_file_order_all_at_once() {
             "colour: unknown key",
             r#"device "nas1": ip: invalid IP address syntax"#,
             r#"device "ups1": id: -1 is not a positive integer"#,
-            r#"originator "x" (entry 1): address: "x" is not an email address or *@domain"#,
+            r#"originator "x" (entry 1): address: "x" is not an email address, *@domain, local@* or *@*"#,
             r#"event_policy "Disk failed": severity: unknown variant `fatal`, expected one of `healthy`, `notice`, `minor`, `major`, `critical`"#,
             r#"event_policy "Disk ok": first_match: must not be empty"#,
         ]
@@ -436,6 +471,9 @@ fn addresses() {
         "veeam@example.com",
         "Veeam.Backup+alerts@Example.COM",
         "*@example.com",
+        "root@*",
+        "Monit@*",
+        "*@*",
         "root@nas1",
         "o'brien@mail-1.example.co.uk",
         "überwachung@beispiel.de",
@@ -449,6 +487,7 @@ fn addresses() {
         "@example.com",
         "*@",
         "a*b*@*",
+        "*@*.example.com",
         "a@b@c",
         ".a@example.com",
         "a.@example.com",
@@ -466,6 +505,7 @@ fn addresses() {
     assert_eq!(check_mailbox("veeam@example.com"), Ok(()));
     assert_eq!(check_mailbox("a*b@example.com"), Ok(()));
     assert!(check_mailbox("*@example.com").is_err());
+    assert!(check_mailbox("root@*").is_err());
 }
 
 #[test]

@@ -61,28 +61,29 @@ impl Plan {
                     policies.insert(p.id, id);
                     m.event_policies.push(EventPolicy {
                         id,
-                        clears_id: None,
+                        clears_ids: Vec::new(),
                         ..p.clone()
                     });
                 }
                 Op::UpdateEventPolicy(p) => {
                     if let Some(row) = m.event_policies.iter_mut().find(|row| row.id == p.id) {
                         *row = EventPolicy {
-                            clears_id: row.clears_id,
+                            clears_ids: std::mem::take(&mut row.clears_ids),
                             ..p.clone()
                         };
                     }
                 }
-                Op::SetClears { id, clears_id } => {
+                Op::SetClears { id, clears_ids } => {
                     let id = real(&policies, *id);
                     if let Some(row) = m.event_policies.iter_mut().find(|row| row.id == id) {
-                        row.clears_id = clears_id.map(|c| real(&policies, c));
+                        row.clears_ids = clears_ids.iter().map(|c| real(&policies, *c)).collect();
+                        row.clears_ids.sort_unstable();
                     }
                 }
                 Op::Delete(Table::EventPolicies, ids) => {
                     m.event_policies.retain(|p| !ids.contains(&p.id));
                     for p in &mut m.event_policies {
-                        p.clears_id = p.clears_id.filter(|c| !ids.contains(c));
+                        p.clears_ids.retain(|c| !ids.contains(c));
                     }
                 }
                 Op::Delete(Table::Originators, ids) => {

@@ -5,12 +5,15 @@ use std::collections::{HashMap, HashSet};
 use std::hash::Hash;
 
 use super::check::{Kind, Labels, Problems};
-use super::file::PolicyFile;
+use super::file::{EventPolicyEntry, PolicyFile};
 use super::roundtrip_plan::plan_roundtrips;
 use super::summary::{Counts, Summary};
 use super::ticket_plan::plan_tickets;
 use super::Model;
-use crate::events::model::{Device, EventPolicy, Originator};
+use crate::events::model::{
+    compile_regex, Device, EventPolicy, MatchLogic, Originator, PatternType,
+};
+use crate::events::template::Template as MessageTemplate;
 use crate::roundtrip::model::RoundtripPolicy;
 use crate::route::address_key;
 use crate::tickets::model::{Queue, Template, TicketPolicy, User};
@@ -25,7 +28,7 @@ pub(crate) struct Existing {
 }
 
 /// One write. Ids of rows this plan creates are provisional (negative) until they are inserted;
-/// references to them (`default_device_id`, `clears_id`, member, queue and template ids) use
+/// references to them (`default_device_id`, `clears_ids`, member, queue and template ids) use
 /// the provisional id too (and so does a round trip's `device_id`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Op {
@@ -39,12 +42,12 @@ pub(crate) enum Op {
     InsertOriginator(Originator, i32),
     /// Every column of the originator policy with this id, position included.
     UpdateOriginator(Originator, i32),
-    /// A new event policy, without its `clears_id` (a later [`Op::SetClears`] sets it).
+    /// A new event policy, without its `clears_ids` (a later [`Op::SetClears`] sets them).
     InsertEventPolicy(EventPolicy),
-    /// Every column but `clears_id` of the event policy with this id.
+    /// Every column of the event policy with this id (its `clears_ids` are not columns).
     UpdateEventPolicy(EventPolicy),
-    /// The event policy a policy clears; after all inserts, as it may name a later one.
-    SetClears { id: i64, clears_id: Option<i64> },
+    /// The event policies a policy clears; after all inserts, as it may name later ones.
+    SetClears { id: i64, clears_ids: Vec<i64> },
     /// A new user.
     InsertUser(User),
     /// A new `name` for the user with this id.
@@ -170,7 +173,7 @@ fn article(what: &str) -> &'static str {
 pub(super) struct DeviceIds<'a> {
     file: HashMap<&'a str, i64>,
     database: HashMap<&'a str, i64>,
-    scope: Scope,
+    pub(super) scope: Scope,
 }
 
 impl DeviceIds<'_> {
@@ -209,7 +212,7 @@ pub(crate) fn plan(
         scope,
     };
     plan_originators(file, db, &devices, &mut plan, &mut problems);
-    plan_event_policies(file, db, scope, &mut plan, &mut problems);
+    plan_event_policies(file, db, &devices, &mut plan, &mut problems);
     plan_roundtrips(file, db, &devices, &mut plan, &mut problems);
     if prune {
         plan_prune(file, db, &mut plan);
@@ -298,7 +301,25 @@ fn plan_devices<'f>(
     ids
 }
 
-/// Originator policies, keyed by [`address_key`], positioned in file order from 1.
+/// How an originator is identified: by its name, or by its address when it has none.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum OriginatorKey {
+    Name(String),
+    Address(String),
+}
+
+impl OriginatorKey {
+    fn of(name: Option<&str>, address: &str) -> OriginatorKey {
+        match name {
+            Some(name) => OriginatorKey::Name(name.to_owned()),
+            None => OriginatorKey::Address(address_key(address)),
+        }
+    }
+}
+
+/// Originator policies, keyed by name or else by [`address_key`], positioned in file order
+/// from 1. A named entry whose name the database lacks takes over the unnamed originator with
+/// its address, when the file keeps no unnamed one there: naming an originator keeps its row.
 fn plan_originators(
     file: &PolicyFile,
     db: &Existing,
@@ -306,12 +327,23 @@ fn plan_originators(
     plan: &mut Plan,
     problems: &mut Problems,
 ) {
-    let by_address: HashMap<&str, (&Originator, i32)> = db
+    let mut by_key: HashMap<OriginatorKey, (&Originator, i32)> = db
         .model
         .originators
         .iter()
         .zip(db.positions.iter().copied())
-        .map(|(o, position)| (o.address.as_str(), (o, position)))
+        .map(|(o, position)| {
+            (
+                OriginatorKey::of(o.name.as_deref(), &o.address),
+                (o, position),
+            )
+        })
+        .collect();
+    let unnamed_in_file: HashSet<String> = file
+        .originators
+        .iter()
+        .filter(|o| o.name.is_none())
+        .map(|o| address_key(&o.address))
         .collect();
     for (i, o) in file.originators.iter().enumerate() {
         let default_device_id = match &o.default_device {
@@ -327,18 +359,24 @@ fn plan_originators(
         let position = i32::try_from(i + 1).unwrap_or(i32::MAX);
         let mut want = Originator {
             id: 0,
+            name: o.name.clone(),
             address: address_key(&o.address),
-            regex_type: o.regex_type,
+            regex_type: o.regex_type.clone(),
             pattern_type: o.pattern_type,
             pattern: o.pattern.clone(),
             alignment: o.alignment,
             default_device_id,
         };
+        let key = OriginatorKey::of(o.name.as_deref(), &want.address);
+        let mut current = by_key.remove(&key);
+        if current.is_none() && o.name.is_some() && !unnamed_in_file.contains(&want.address) {
+            current = by_key.remove(&OriginatorKey::Address(want.address.clone()));
+        }
         let counts = &mut plan.summary.originators;
-        match by_address.get(want.address.as_str()) {
+        match current {
             Some((current, current_position)) => {
                 want.id = current.id;
-                if want == **current && position == *current_position {
+                if want == *current && position == current_position {
                     counts.unchanged += 1;
                 } else {
                     plan.ops.push(Op::UpdateOriginator(want, position));
@@ -353,14 +391,18 @@ fn plan_originators(
     }
 }
 
-/// Event policies, keyed by name; `clears` may name a policy defined later in the file.
+/// Event policies, keyed by name; `clears` may name policies defined later in the file; the
+/// originators and devices of a scope must exist (they are stored by name), and every capture
+/// a policy uses must be a named group of its match strings or of an originator pattern its
+/// mail can be aligned through.
 fn plan_event_policies(
     file: &PolicyFile,
     db: &Existing,
-    scope: Scope,
+    devices: &DeviceIds,
     plan: &mut Plan,
     problems: &mut Problems,
 ) {
+    let scope = devices.scope;
     let by_name: HashMap<&str, &EventPolicy> = db
         .model
         .event_policies
@@ -383,78 +425,239 @@ fn plan_event_policies(
             (p.name.as_str(), id)
         })
         .collect();
+    let originators = Originators::new(file, db, scope);
     let mut clears = Vec::new();
     for (i, p) in file.event_policies.iter().enumerate() {
-        let clears_id = match &p.clears {
-            None => None,
-            Some(name) => match scope.resolve(
+        let mut fail = |why: String| problems.entry(Kind::EventPolicy, i, why);
+        let mut clears_ids = Vec::new();
+        for name in &p.clears {
+            match scope.resolve(
                 name,
                 ids.get(name.as_str()).copied(),
                 db_ids.get(name.as_str()).copied(),
                 "event policy",
             ) {
-                Ok(id) => Some(id),
-                Err(why) => {
-                    problems.entry(Kind::EventPolicy, i, format!("clears {why}"));
-                    continue;
-                }
-            },
-        };
+                Ok(id) => clears_ids.push(id),
+                Err(why) => fail(format!("clears {why}")),
+            }
+        }
+        for name in &p.originators {
+            if let Err(why) = originators.resolve(name) {
+                fail(format!("originators {why}"));
+            }
+        }
+        for name in &p.devices {
+            if let Err(why) = devices.resolve(name) {
+                fail(format!("devices {why}"));
+            }
+        }
+        for why in originators.missing_captures(p) {
+            fail(why);
+        }
+        clears_ids.sort_unstable();
         let id = ids[p.name.as_str()];
         let want = EventPolicy {
             id,
             name: p.name.clone(),
+            action: p.action,
             severity: p.severity,
+            severity_from: p.severity_from.clone(),
+            severity_map: p.severity_map.clone(),
+            key: p.key.clone(),
+            key_map: p.key_map.clone(),
             message: p.message.clone(),
             match_logic: p.match_logic,
             first_match: p.first_match.clone(),
             second_match: p.second_match.clone(),
-            clears_id,
+            clears_ids,
+            originators: p.originators.clone(),
+            devices: p.devices.clone(),
             expire_after_s: p.expire_after_s,
+            expire_healthy_after_s: p.expire_healthy_after_s,
         };
         let counts = &mut plan.summary.event_policies;
         let current_clears = match by_name.get(p.name.as_str()) {
             Some(current) => {
                 let columns_differ = EventPolicy {
-                    clears_id: current.clears_id,
+                    clears_ids: current.clears_ids.clone(),
                     ..want.clone()
                 } != **current;
                 if columns_differ {
-                    plan.ops.push(Op::UpdateEventPolicy(want));
+                    plan.ops.push(Op::UpdateEventPolicy(want.clone()));
                 }
-                if columns_differ || clears_id != current.clears_id {
+                if columns_differ || want.clears_ids != current.clears_ids {
                     counts.updated += 1;
                 } else {
                     counts.unchanged += 1;
                 }
-                current.clears_id
+                current.clears_ids.clone()
             }
             None => {
-                plan.ops.push(Op::InsertEventPolicy(want));
+                plan.ops.push(Op::InsertEventPolicy(want.clone()));
                 counts.created += 1;
-                None
+                Vec::new()
             }
         };
-        if clears_id != current_clears {
-            clears.push(Op::SetClears { id, clears_id });
+        if want.clears_ids != current_clears {
+            clears.push(Op::SetClears {
+                id,
+                clears_ids: want.clears_ids,
+            });
         }
     }
     plan.ops.extend(clears);
 }
 
+/// The originators an event policy's scope and captures may refer to: the file's, and (unless
+/// pruning) those only the database has.
+struct Originators<'a> {
+    /// (name, address, named groups of its pattern), file first.
+    all: Vec<(Option<&'a str>, String, Vec<String>)>,
+    /// How many of `all` are the file's.
+    in_file: usize,
+    scope: Scope,
+}
+
+impl<'a> Originators<'a> {
+    fn new(file: &'a PolicyFile, db: &'a Existing, scope: Scope) -> Originators<'a> {
+        let groups = |pattern_type: PatternType, pattern: &str| match pattern_type {
+            PatternType::Classic => Vec::new(),
+            PatternType::Advanced => capture_names(pattern),
+        };
+        let mut all: Vec<_> = file
+            .originators
+            .iter()
+            .map(|o| {
+                let groups = groups(o.pattern_type, &o.pattern);
+                (o.name.as_deref(), address_key(&o.address), groups)
+            })
+            .collect();
+        let in_file = all.len();
+        for o in &db.model.originators {
+            let known = all[..in_file].iter().any(|(name, address, _)| {
+                OriginatorKey::of(*name, address)
+                    == OriginatorKey::of(o.name.as_deref(), &o.address)
+            });
+            if !known {
+                all.push((
+                    o.name.as_deref(),
+                    o.address.clone(),
+                    groups(o.pattern_type, &o.pattern),
+                ));
+            }
+        }
+        Originators {
+            all,
+            in_file,
+            scope,
+        }
+    }
+
+    /// The indexes in `all` of the originators a scope entry (a name, or an address) stands
+    /// for.
+    fn named(&self, entry: &str) -> Vec<usize> {
+        let address = address_key(entry);
+        self.all
+            .iter()
+            .enumerate()
+            .filter(|(_, (name, a, _))| *name == Some(entry) || *a == address)
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    /// Whether a scope entry names an originator, as [`Scope::resolve`] words it.
+    fn resolve(&self, entry: &str) -> Result<(), String> {
+        let mut file = None;
+        let mut database = None;
+        for i in self.named(entry) {
+            if i < self.in_file {
+                file = Some(());
+            } else {
+                database = Some(());
+            }
+        }
+        self.scope
+            .resolve(entry, file, database, "originator name or address")
+            .map(|_| ())
+    }
+
+    /// A problem for each capture `p` uses that no named group it can see defines: its match
+    /// strings', and the patterns' of the originators in its scope (of every originator when
+    /// it has none).
+    fn missing_captures(&self, p: &EventPolicyEntry) -> Vec<String> {
+        let mut used: Vec<(&str, String)> = Vec::new();
+        let templates = [
+            ("key", p.key.as_deref()),
+            ("message", Some(p.message.as_str())),
+        ];
+        for (field, text) in templates {
+            if let Some(Ok(template)) = text.map(MessageTemplate::parse) {
+                used.extend(template.captures().map(|c| (field, c.to_owned())));
+            }
+        }
+        used.extend(p.severity_from.iter().map(|c| ("severity_from", c.clone())));
+        used.extend(p.key_map.keys().map(|c| ("key_map", c.clone())));
+        if used.is_empty() {
+            return Vec::new();
+        }
+        let mut known: HashSet<String> = HashSet::new();
+        if p.match_logic == MatchLogic::Regex {
+            for m in std::iter::once(&p.first_match).chain(&p.second_match) {
+                known.extend(capture_names(m));
+            }
+        }
+        let scoped: Vec<usize> = p
+            .originators
+            .iter()
+            .flat_map(|entry| self.named(entry))
+            .collect();
+        for (i, (_, _, groups)) in self.all.iter().enumerate() {
+            if p.originators.is_empty() || scoped.contains(&i) {
+                known.extend(groups.iter().cloned());
+            }
+        }
+        let mut seen = HashSet::new();
+        used.into_iter()
+            .filter(|(_, c)| !known.contains(c) && seen.insert(c.clone()))
+            .map(|(field, c)| {
+                format!(
+                    "{field}: the capture {c:?} is not a named group (?P<{c}>…) of first_match, second_match or an originator pattern its mail can come through"
+                )
+            })
+            .collect()
+    }
+}
+
+/// The names of the named groups of `pattern` (none when it does not compile: that is
+/// reported where the pattern is checked).
+fn capture_names(pattern: &str) -> Vec<String> {
+    compile_regex(pattern)
+        .map(|re| re.capture_names().flatten().map(str::to_owned).collect())
+        .unwrap_or_default()
+}
+
 /// With `--prune`: event policies, originators, round-trip policies, then devices the file does
 /// not have.
 fn plan_prune(file: &PolicyFile, db: &Existing, plan: &mut Plan) {
+    // The unnamed originators a named entry takes over are kept too.
+    let taken_over: HashSet<i64> = plan
+        .ops
+        .iter()
+        .filter_map(|op| match op {
+            Op::UpdateOriginator(o, _) => Some(o.id),
+            _ => None,
+        })
+        .collect();
     let (m, s) = (&db.model, &mut plan.summary);
     let policies: HashSet<&str> = file
         .event_policies
         .iter()
         .map(|p| p.name.as_str())
         .collect();
-    let addresses: HashSet<String> = file
+    let originators: HashSet<OriginatorKey> = file
         .originators
         .iter()
-        .map(|o| address_key(&o.address))
+        .map(|o| OriginatorKey::of(o.name.as_deref(), &o.address))
         .collect();
     let roundtrips: HashSet<&str> = file.roundtrips.iter().map(|r| r.name.as_str()).collect();
     let devices: HashSet<&str> = file.devices.iter().map(|d| d.name.as_str()).collect();
@@ -469,7 +672,10 @@ fn plan_prune(file: &PolicyFile, db: &Existing, plan: &mut Plan) {
         delete(
             &m.originators,
             |o| o.id,
-            |o| addresses.contains(&o.address),
+            |o| {
+                taken_over.contains(&o.id)
+                    || originators.contains(&OriginatorKey::of(o.name.as_deref(), &o.address))
+            },
             &mut s.originators,
             Table::Originators,
         ),

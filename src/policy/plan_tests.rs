@@ -44,6 +44,7 @@ fn the_offline_model_has_fresh_database_ids_and_resolved_references() {
         [
             Originator {
                 id: 1,
+                name: None,
                 address: "veeam@example.com".into(),
                 regex_type: RegexType::Subject,
                 pattern_type: PatternType::Classic,
@@ -53,6 +54,7 @@ fn the_offline_model_has_fresh_database_ids_and_resolved_references() {
             },
             Originator {
                 id: 2,
+                name: None,
                 address: "*@ups.example.com".into(),
                 regex_type: RegexType::Body,
                 pattern_type: PatternType::Advanced,
@@ -67,13 +69,12 @@ fn the_offline_model_has_fresh_database_ids_and_resolved_references() {
         EventPolicy {
             id: 1,
             name: "Veeam job succeeded".into(),
-            severity: Severity::Healthy,
+            severity: Some(Severity::Healthy),
             message: "%S on %D".into(),
             match_logic: MatchLogic::Regex,
             first_match: "Success(ful)?".into(),
-            second_match: None,
-            clears_id: Some(2),
-            expire_after_s: None,
+            clears_ids: vec![2],
+            ..EventPolicy::default()
         }
     );
     assert_eq!(model.event_policies[1].id, 2);
@@ -287,8 +288,11 @@ fn only_what_differs_is_written() {
     p.execute_in_memory(&mut after);
     assert_eq!(after.model.originators[0].address, "*@ups.example.com");
     assert_eq!(after.positions, [1, 2]);
-    assert_eq!(after.model.event_policies[0].clears_id, None);
-    assert_eq!(after.model.event_policies[1].severity, Severity::Critical);
+    assert!(after.model.event_policies[0].clears_ids.is_empty());
+    assert_eq!(
+        after.model.event_policies[1].severity,
+        Some(Severity::Critical)
+    );
     assert_eq!(plan(&file(&changed), Some(&after), false).unwrap().ops, []);
 }
 

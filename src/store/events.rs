@@ -3,11 +3,15 @@
 use tokio_postgres::{Client, Statement};
 
 use super::Pending;
-use crate::events::evaluate::Write;
+use crate::events::evaluate::{Close, Write};
 
 /// True only in the transaction of the mail that claimed alert key `$1` (see `claim`).
 const OWNS_KEY: &str = "EXISTS (SELECT 1 FROM alert_keys WHERE key = $1
                                 AND inbound_message_id = currval('inbound_messages_id_seq'))";
+
+/// Whether the active event's health differs from the new severity's ($5), when a reason for
+/// that ($6) is given.
+const CHANGED: &str = "($6::text IS NOT NULL AND (severity = 'healthy') <> ($5::text = 'healthy'))";
 
 /// The statements the events pipeline writes with, prepared once per connection. Each takes the
 /// message's alert key as `$1` and writes only if this mail claimed it.
@@ -15,7 +19,7 @@ pub struct Statements {
     claim: Statement,
     device_log: Statement,
     system_log: Statement,
-    expire: Statement,
+    close: Statement,
     raise: Statement,
     clear: Statement,
 }
@@ -45,29 +49,39 @@ impl Statements {
                      SELECT $2, $3, currval('inbound_messages_id_seq') WHERE {OWNS_KEY}"
                 ))
                 .await?,
-            expire: client
+            // Before a raise: the active event with the same identity is cleared when it expired
+            // (healthy ones after their own time, when set) or, with a reason ($6), when its
+            // health differs from the new severity's ($5): a recovery, or a problem after one.
+            close: client
                 .prepare_cached(&format!(
-                    "UPDATE events SET state = 'cleared', cleared_at = now(), cleared_reason = 'expired'
-                     WHERE device_id = $2 AND event_policy_id = $3 AND state = 'active'
-                       AND last_seen < now() - $4::integer * interval '1 second' AND {OWNS_KEY}"
+                    "UPDATE events SET state = 'cleared', cleared_at = now(),
+                         cleared_reason = CASE WHEN {CHANGED} THEN $6 ELSE 'expired' END
+                     WHERE device_id = $2 AND event_policy_id = $3 AND key = $4 AND state = 'active'
+                       AND ({CHANGED}
+                            OR last_seen < now() - (CASE WHEN severity = 'healthy'
+                                                         THEN coalesce($8::integer, $7::integer)
+                                                         ELSE $7::integer END) * interval '1 second')
+                       AND {OWNS_KEY}"
                 ))
                 .await?,
-            // One active event per (device, policy): a repeat counts, and carries the latest
-            // message, severity and mail.
+            // One active event per (device, policy, key): a repeat counts, and carries the
+            // latest message, severity and mail.
             raise: client
                 .prepare_cached(&format!(
-                    "INSERT INTO events (device_id, event_policy_id, severity, message, inbound_message_id)
-                     SELECT $2, $3, $4, $5, currval('inbound_messages_id_seq') WHERE {OWNS_KEY}
-                     ON CONFLICT (device_id, event_policy_id) WHERE state = 'active'
+                    "INSERT INTO events (device_id, event_policy_id, key, severity, message, inbound_message_id)
+                     SELECT $2, $3, $4, $5, $6, currval('inbound_messages_id_seq') WHERE {OWNS_KEY}
+                     ON CONFLICT (device_id, event_policy_id, key) WHERE state = 'active'
                      DO UPDATE SET count = events.count + 1, last_seen = now(),
                          severity = excluded.severity, message = excluded.message,
                          inbound_message_id = excluded.inbound_message_id"
                 ))
                 .await?,
+            // The active events of a policy on a device: with that key ($5), or whatever it is.
             clear: client
                 .prepare_cached(&format!(
                     "UPDATE events SET state = 'cleared', cleared_at = now(), cleared_reason = $4
-                     WHERE device_id = $2 AND event_policy_id = $3 AND state = 'active' AND {OWNS_KEY}"
+                     WHERE device_id = $2 AND event_policy_id = $3 AND state = 'active'
+                       AND ($5::text IS NULL OR key = $5) AND {OWNS_KEY}"
                 ))
                 .await?,
         })
@@ -102,14 +116,32 @@ pub fn pending<'a>(
             Write::Raise {
                 device_id,
                 event_policy_id,
+                key: event_key,
                 severity,
                 message,
-                expire_after_s,
+                close,
             } => {
-                if let Some(seconds) = expire_after_s {
+                if let Some(Close {
+                    expire_after_s,
+                    expire_healthy_after_s,
+                    health_changed,
+                }) = close
+                {
                     pending.push(Box::pin(async move {
                         client
-                            .execute(&st.expire, &[&key, device_id, event_policy_id, seconds])
+                            .execute(
+                                &st.close,
+                                &[
+                                    &key,
+                                    device_id,
+                                    event_policy_id,
+                                    event_key,
+                                    &severity.as_str(),
+                                    health_changed,
+                                    expire_after_s,
+                                    expire_healthy_after_s,
+                                ],
+                            )
                             .await
                     }));
                 }
@@ -118,7 +150,14 @@ pub fn pending<'a>(
                     client
                         .execute(
                             &st.raise,
-                            &[&key, device_id, event_policy_id, &severity, message],
+                            &[
+                                &key,
+                                device_id,
+                                event_policy_id,
+                                event_key,
+                                &severity,
+                                message,
+                            ],
                         )
                         .await
                 }));
@@ -126,10 +165,14 @@ pub fn pending<'a>(
             Write::Clear {
                 device_id,
                 event_policy_id,
+                key: event_key,
                 reason,
             } => pending.push(Box::pin(async move {
                 client
-                    .execute(&st.clear, &[&key, device_id, event_policy_id, reason])
+                    .execute(
+                        &st.clear,
+                        &[&key, device_id, event_policy_id, reason, event_key],
+                    )
                     .await
             })),
         }
@@ -137,14 +180,18 @@ pub fn pending<'a>(
     pending
 }
 
-/// Clears every active event whose policy's `expire_after_s` has passed since it was last seen.
+/// Clears every active event whose policy's `expire_after_s` (for a healthy one,
+/// `expire_healthy_after_s` when set) has passed since it was last seen.
 pub async fn expire(client: &Client) -> Result<u64, tokio_postgres::Error> {
     client
         .execute(
             "UPDATE events e SET state = 'cleared', cleared_at = now(), cleared_reason = 'expired'
              FROM event_policies p
-             WHERE e.event_policy_id = p.id AND e.state = 'active' AND p.expire_after_s IS NOT NULL
-               AND e.last_seen < now() - p.expire_after_s * interval '1 second'",
+             WHERE e.event_policy_id = p.id AND e.state = 'active'
+               AND (p.expire_after_s IS NOT NULL OR p.expire_healthy_after_s IS NOT NULL)
+               AND e.last_seen < now() - (CASE WHEN e.severity = 'healthy'
+                                               THEN coalesce(p.expire_healthy_after_s, p.expire_after_s)
+                                               ELSE p.expire_after_s END) * interval '1 second'",
             &[],
         )
         .await

@@ -41,6 +41,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0007_recipient_route.sql",
         include_str!("../../sql/0007_recipient_route.sql"),
     ),
+    (
+        8,
+        "0008_event_keys.sql",
+        include_str!("../../sql/0008_event_keys.sql"),
+    ),
 ];
 
 /// Arbitrary key of the advisory lock that serialises concurrent `migrate` runs.

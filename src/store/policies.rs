@@ -40,6 +40,16 @@ fn name<T: std::str::FromStr<Err = String>>(row: &Row, column: &str) -> Result<T
         .map_err(|why| Error::Corrupt(format!("{column}: {why}")))
 }
 
+/// A `jsonb` column holding a map (NULL for an empty one).
+fn json<T: serde::de::DeserializeOwned + Default>(row: &Row, column: &str) -> Result<T, Error> {
+    match row.get::<_, Option<serde_json::Value>>(column) {
+        None => Ok(T::default()),
+        Some(value) => {
+            serde_json::from_value(value).map_err(|why| Error::Corrupt(format!("{column}: {why}")))
+        }
+    }
+}
+
 /// Reads every policy table in one snapshot.
 pub async fn load(pool: &Pool) -> Result<Model, Error> {
     let mut client = pool.get().await?;
@@ -95,7 +105,8 @@ pub async fn read(client: &impl GenericClient) -> Result<Model, Error> {
         .collect();
     let originators = client
         .query(
-            "SELECT id, address, regex_type, pattern_type, pattern, alignment, default_device_id
+            "SELECT id, name, address, regex_type, pattern_type, pattern, alignment,
+                    default_device_id
              FROM originator_policies ORDER BY position, id",
             &[],
         )
@@ -104,6 +115,7 @@ pub async fn read(client: &impl GenericClient) -> Result<Model, Error> {
         .map(|r| {
             Ok(Originator {
                 id: r.get("id"),
+                name: r.get("name"),
                 address: r.get("address"),
                 regex_type: name(r, "regex_type")?,
                 pattern_type: name(r, "pattern_type")?,
@@ -115,9 +127,12 @@ pub async fn read(client: &impl GenericClient) -> Result<Model, Error> {
         .collect::<Result<_, Error>>()?;
     let event_policies = client
         .query(
-            "SELECT id, name, severity, message, match_logic, first_match, second_match,
-                    clears_event_policy_id, expire_after_s
-             FROM event_policies ORDER BY id",
+            "SELECT id, name, action, severity, severity_from, severity_map, key, key_map,
+                    message, match_logic, first_match, second_match,
+                    array(SELECT clears_id FROM event_policy_clears c
+                          WHERE c.event_policy_id = p.id ORDER BY clears_id) AS clears_ids,
+                    originators, devices, expire_after_s, expire_healthy_after_s
+             FROM event_policies p ORDER BY id",
             &[],
         )
         .await?
@@ -126,13 +141,31 @@ pub async fn read(client: &impl GenericClient) -> Result<Model, Error> {
             Ok(EventPolicy {
                 id: r.get("id"),
                 name: r.get("name"),
-                severity: name(r, "severity")?,
+                action: name(r, "action")?,
+                severity: r
+                    .get::<_, Option<&str>>("severity")
+                    .map(|s| {
+                        s.parse()
+                            .map_err(|why| Error::Corrupt(format!("severity: {why}")))
+                    })
+                    .transpose()?,
+                severity_from: r.get("severity_from"),
+                severity_map: json(r, "severity_map")?,
+                key: r.get("key"),
+                key_map: json(r, "key_map")?,
                 message: r.get("message"),
                 match_logic: name(r, "match_logic")?,
                 first_match: r.get("first_match"),
                 second_match: r.get("second_match"),
-                clears_id: r.get("clears_event_policy_id"),
+                clears_ids: r.get("clears_ids"),
+                originators: r
+                    .get::<_, Option<Vec<String>>>("originators")
+                    .unwrap_or_default(),
+                devices: r
+                    .get::<_, Option<Vec<String>>>("devices")
+                    .unwrap_or_default(),
                 expire_after_s: r.get("expire_after_s"),
+                expire_healthy_after_s: r.get("expire_healthy_after_s"),
             })
         })
         .collect::<Result<_, Error>>()?;
