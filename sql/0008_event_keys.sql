@@ -18,7 +18,8 @@ ALTER TABLE originator_policies ADD CONSTRAINT originator_policies_regex_type_ch
 -- `key` is the template of the event's key, `key_map` ({"capture": {"value": "as"}}) normalises
 -- captures in it; `originators` (names or addresses) and `devices` (names) scope the policy,
 -- NULL for everywhere (names, not ids: a deleted originator or device narrows the scope, never
--- widens it); `expire_healthy_after_s` expires healthy events instead of `expire_after_s`.
+-- widens it); `expire_healthy_after_s` expires healthy events instead of `expire_after_s`;
+-- `match_in` is the text the match strings are tried on, NULL for `[inbound] alert_message`.
 ALTER TABLE event_policies
     ADD COLUMN action text NOT NULL DEFAULT 'raise' CHECK (action IN ('raise', 'suppress')),
     ALTER COLUMN severity DROP NOT NULL,
@@ -29,7 +30,8 @@ ALTER TABLE event_policies
     ADD COLUMN key_map jsonb CHECK (jsonb_typeof(key_map) = 'object'),
     ADD COLUMN originators text[] CHECK (cardinality(originators) > 0),
     ADD COLUMN devices text[] CHECK (cardinality(devices) > 0),
-    ADD COLUMN expire_healthy_after_s integer CHECK (expire_healthy_after_s > 0);
+    ADD COLUMN expire_healthy_after_s integer CHECK (expire_healthy_after_s > 0),
+    ADD COLUMN match_in text CHECK (match_in IN ('subject', 'body', 'subject_and_body'));
 
 -- A policy may clear several others (on the same device, with the same key when it has one).
 CREATE TABLE event_policy_clears (

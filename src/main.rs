@@ -125,11 +125,9 @@ async fn policy(config: &Config, command: PolicyCommand) -> anyhow::Result<()> {
             prune,
             dry_run,
         } => {
-            let text = std::fs::read_to_string(&file)
-                .with_context(|| format!("reading {}", file.display()))?;
             let invalid = |e: policy::Error| anyhow::anyhow!("{}: {e}", file.display());
             let policies =
-                PolicyFile::parse(&text).map_err(|p| invalid(policy::Error::Invalid(p)))?;
+                PolicyFile::read(&file).map_err(|p| invalid(policy::Error::Invalid(p)))?;
             let options = policy::Options { prune, dry_run };
             let summary = policy::apply(&database().await?, &policies, &config.inbound, options)
                 .await
@@ -144,15 +142,11 @@ async fn policy(config: &Config, command: PolicyCommand) -> anyhow::Result<()> {
             let raw = std::fs::read(&message)
                 .with_context(|| format!("reading {}", message.display()))?;
             let model = match policies {
-                Some(file) => {
-                    let text = std::fs::read_to_string(&file)
-                        .with_context(|| format!("reading {}", file.display()))?;
-                    PolicyFile::parse(&text)
-                        .and_then(|f| f.to_model())
-                        .map_err(|p| {
-                            anyhow::anyhow!("{}: {}", file.display(), policy::Error::Invalid(p))
-                        })?
-                }
+                Some(file) => PolicyFile::read(&file)
+                    .and_then(|f| f.to_model())
+                    .map_err(|p| {
+                        anyhow::anyhow!("{}: {}", file.display(), policy::Error::Invalid(p))
+                    })?,
                 None => policy::load(&database().await?).await?,
             };
             let (compiled, problems) = mailops::events::policies::Policies::new(

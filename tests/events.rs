@@ -1,7 +1,10 @@
 //! The events pipeline through `mailops serve` into PostgreSQL: events, repeats, clearing,
-//! expiry, E701, redeliveries, and policies changed while serve runs.
+//! expiry, E701, redeliveries, and policies changed while serve runs; `keys` has events keyed,
+//! scoped and read as the mail says (issue 15).
 
 mod common;
+#[path = "events/keys.rs"]
+mod keys;
 
 use std::time::{Duration, Instant};
 

@@ -2,10 +2,13 @@
 //! what is logged. Pure: the writes are planned here and carried out by the store.
 
 use std::borrow::Cow;
+use std::cell::OnceCell;
 use std::collections::HashSet;
 use std::fmt;
 
-use super::model::{Action, Alignment, Device, EventPolicy, Originator, RegexType, Severity};
+use super::model::{
+    Action, Alignment, Device, EventPolicy, MatchIn, Originator, RegexType, Severity,
+};
 use super::policies::{CompiledEventPolicy, CompiledOriginator, Extractor, Matcher, Policies};
 use super::template::{Captures, Values};
 use crate::config::AlertMessage;
@@ -308,23 +311,20 @@ pub fn evaluate<'a>(policies: &'a Policies, alert: &Alert<'_>, settings: Setting
         };
     };
 
-    let text = match settings.alert_message {
-        AlertMessage::Body => Cow::Borrowed(alert.body),
-        AlertMessage::SubjectAndBody => Cow::Owned(format!("{}\n{}", alert.subject, alert.body)),
-    };
+    let texts = Texts::new(alert, settings.alert_message);
     let mut writes = vec![Write::DeviceLog {
         device_id: device.id,
-        message: truncate(&text, MAX_LOG_MESSAGE).to_owned(),
+        message: truncate(texts.get(None), MAX_LOG_MESSAGE).to_owned(),
     }];
     let matching = Matching {
-        text: &text,
+        texts: &texts,
         alert,
         device,
         origin,
         captures: &captures,
     };
     let tried: Vec<(&CompiledEventPolicy, Outcome)> = policies
-        .first_matches(&text)
+        .first_matches(|match_in| texts.get(match_in))
         .into_iter()
         .map(|p| (p, matching.outcome(p)))
         .collect();
@@ -363,10 +363,46 @@ pub fn evaluate<'a>(policies: &'a Policies, alert: &Alert<'_>, settings: Setting
     }
 }
 
+/// The texts of one alert that event policies are tried on.
+struct Texts<'a> {
+    subject: &'a str,
+    body: &'a str,
+    /// What `[inbound] alert_message` says is matched and logged.
+    setting: AlertMessage,
+    /// The subject, a line break and the body, made when first needed.
+    both: OnceCell<String>,
+}
+
+impl<'a> Texts<'a> {
+    fn new(alert: &Alert<'a>, setting: AlertMessage) -> Texts<'a> {
+        Texts {
+            subject: alert.subject,
+            body: alert.body,
+            setting,
+            both: OnceCell::new(),
+        }
+    }
+
+    /// The text of `match_in`; `None`: the one `[inbound] alert_message` says.
+    fn get(&self, match_in: Option<MatchIn>) -> &str {
+        let match_in = match_in.unwrap_or(match self.setting {
+            AlertMessage::Body => MatchIn::Body,
+            AlertMessage::SubjectAndBody => MatchIn::SubjectAndBody,
+        });
+        match match_in {
+            MatchIn::Subject => self.subject,
+            MatchIn::Body => self.body,
+            MatchIn::SubjectAndBody => self
+                .both
+                .get_or_init(|| format!("{}\n{}", self.subject, self.body)),
+        }
+    }
+}
+
 /// One mail, aligned to a device: what the event policies are tried against.
 struct Matching<'m> {
-    /// What is matched: the body, or the subject and the body.
-    text: &'m str,
+    /// What is matched.
+    texts: &'m Texts<'m>,
     alert: &'m Alert<'m>,
     device: &'m Device,
     origin: &'m CompiledOriginator,
@@ -380,9 +416,10 @@ impl Matching<'_> {
         if !p.scope.admits(self.origin.policy.id, self.device.id) {
             return Outcome::OutOfScope;
         }
+        let text = self.texts.get(p.policy.match_in);
         let second = match &p.second {
             None => Captures::default(),
-            Some(m) => match matched(m, self.text, p.captures) {
+            Some(m) => match matched(m, text, p.captures) {
                 Some(caps) => caps,
                 None => return Outcome::SecondNotFound,
             },
@@ -394,9 +431,9 @@ impl Matching<'_> {
         // an event per key its matches give.
         let firsts: Vec<Captures> = match &p.first {
             Matcher::Regex(re) if p.captures && p.key.is_some() => {
-                re.captures_iter(self.text).map(|c| named(re, &c)).collect()
+                re.captures_iter(text).map(|c| named(re, &c)).collect()
             }
-            first => vec![matched(first, self.text, p.captures).unwrap_or_default()],
+            first => vec![matched(first, text, p.captures).unwrap_or_default()],
         };
         let mut keys = HashSet::new();
         let mut raised = Vec::new();

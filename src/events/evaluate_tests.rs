@@ -3,8 +3,8 @@
 
 use super::*;
 use crate::events::model::{
-    Action, Alignment, Device, EventPolicy, MatchLogic, Originator, PatternType, RegexType,
-    Severity,
+    Action, Alignment, Device, EventPolicy, MatchIn, MatchLogic, Originator, PatternType,
+    RegexType, Severity,
 };
 
 fn device(id: i64, name: &str, ip: Option<&str>) -> Device {
@@ -357,7 +357,11 @@ fn one_pass_over_many_policies_finds_what_each_policy_would() {
         .filter(|e| e.first.is_match(text))
         .map(|e| e.policy.id)
         .collect();
-    let once: Vec<i64> = p.first_matches(text).iter().map(|e| e.policy.id).collect();
+    let once: Vec<i64> = p
+        .first_matches(|_| text)
+        .iter()
+        .map(|e| e.policy.id)
+        .collect();
     assert_eq!(each, [1, 3, 5, 6, 8]);
     assert_eq!(once, each);
 }
@@ -992,4 +996,45 @@ fn several_originators_may_share_an_address_the_first_with_a_device_wins() {
         d.steps[0].to_string(),
         "originator mdadm: pattern not found in the subject"
     );
+}
+
+#[test]
+fn a_policy_may_match_the_subject_whatever_the_setting() {
+    let status = EventPolicy {
+        match_in: Some(MatchIn::Subject),
+        key: Some("%{alertname}".into()),
+        severity_from: Some("status".into()),
+        severity_map: [("FIRING", Severity::Major), ("RESOLVED", Severity::Healthy)]
+            .map(|(k, v)| (k.to_owned(), v))
+            .into(),
+        ..event_policy(
+            80,
+            "Alertmanager",
+            MatchLogic::Regex,
+            r"^\[(?P<status>FIRING|RESOLVED)(?::\d+)?\] (?P<alertname>\S+)",
+            None,
+        )
+    };
+    let body_word = event_policy(81, "Body says FIRING", MatchLogic::Text, "FIRING", None);
+    let p = nagios(vec![status, body_word]);
+    let a = alert(
+        "nagios@x",
+        "[RESOLVED] InstanceDown (node01 node)",
+        "Host: nas1.example.com\nno status word here",
+    );
+    for setting in [AlertMessage::Body, AlertMessage::SubjectAndBody] {
+        let settings = Settings {
+            alert_message: setting,
+            ..Settings::default()
+        };
+        let d = evaluate(&p, &a, settings);
+        let got: Vec<(i64, String, Severity)> =
+            raises(&d).into_iter().map(|r| (r.0, r.1, r.2)).collect();
+        // The body has no status word: only the policy matching the subject raises.
+        assert_eq!(
+            got,
+            [(80, "InstanceDown".to_owned(), Severity::Healthy)],
+            "{setting:?}"
+        );
+    }
 }

@@ -173,6 +173,18 @@ names!(
 );
 
 names!(
+    /// What text an event policy's match strings are tried on.
+    MatchIn {
+        /// The decoded subject.
+        Subject = "subject",
+        /// The body as text.
+        Body = "body",
+        /// The subject, a line break, then the body.
+        SubjectAndBody = "subject_and_body",
+    }
+);
+
+names!(
     /// How an event policy's match strings are compared with the text.
     MatchLogic {
         /// Literal, case-sensitive substrings.
@@ -271,6 +283,8 @@ pub struct EventPolicy {
     pub key_map: BTreeMap<String, BTreeMap<String, String>>,
     /// The event message template (`%M`, `%S`, `%D`, `%A`, `%%`, `%{capture}`).
     pub message: String,
+    /// What the match strings are tried on; `None`: what `[inbound] alert_message` says.
+    pub match_in: Option<MatchIn>,
     /// Text or regex.
     pub match_logic: MatchLogic,
     /// Must match.

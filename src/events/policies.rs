@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use regex::{Regex, RegexSet, RegexSetBuilder};
 
 use super::model::{
-    compile_regex, Device, EventPolicy, MatchLogic, Originator, PatternType, Severity,
+    compile_regex, Device, EventPolicy, MatchIn, MatchLogic, Originator, PatternType, Severity,
 };
 use super::template::{Template, ValueMap};
 use crate::route::address_key;
@@ -156,18 +156,27 @@ pub struct Policies {
     pub originators: Vec<CompiledOriginator>,
     /// Event policies, all tried.
     event_policies: Vec<CompiledEventPolicy>,
-    /// Every event policy's first match string in one set, index for index, so one pass over
-    /// an alert finds the candidates; `None` when the set would exceed the regex size limits.
+    /// The event policies grouped by the text they are tried on, each group's first match
+    /// strings in one set, so one pass over that text finds the candidates.
+    groups: Vec<Group>,
+}
+
+/// The event policies tried on one text.
+#[derive(Debug)]
+struct Group {
+    /// `match_in` of its policies.
+    match_in: Option<MatchIn>,
+    /// Its policies, as indexes into `event_policies`, in order.
+    members: Vec<usize>,
+    /// Every member's first match string, member for member; `None` when the set would
+    /// exceed the regex size limits.
     first_set: Option<RegexSet>,
 }
 
-/// One set of every policy's first match string (literals escaped); `None` when empty or too
-/// large for the limits (each policy's own matcher is then tried in turn, as fast per policy).
-fn first_set(policies: &[CompiledEventPolicy]) -> Option<RegexSet> {
-    if policies.is_empty() {
-        return None;
-    }
-    let patterns = policies.iter().map(|p| match &p.first {
+/// One set of these policies' first match strings (literals escaped); `None` when too large
+/// for the limits (each policy's own matcher is then tried in turn, as fast per policy).
+fn first_set<'a>(policies: impl Iterator<Item = &'a CompiledEventPolicy>) -> Option<RegexSet> {
+    let patterns = policies.map(|p| match &p.first {
         Matcher::Text(needle) => regex::escape(needle),
         Matcher::Regex(re) => re.as_str().to_owned(),
     });
@@ -238,7 +247,21 @@ impl Policies {
                 Err((name, e)) => problems.push(format!("event_policy {name:?}: {e}")),
             }
         }
-        p.first_set = first_set(&p.event_policies);
+        for i in 0..p.event_policies.len() {
+            let match_in = p.event_policies[i].policy.match_in;
+            match p.groups.iter_mut().find(|g| g.match_in == match_in) {
+                Some(group) => group.members.push(i),
+                None => p.groups.push(Group {
+                    match_in,
+                    members: vec![i],
+                    first_set: None,
+                }),
+            }
+        }
+        for group in &mut p.groups {
+            let members = group.members.iter().map(|&i| &p.event_policies[i]);
+            group.first_set = first_set(members);
+        }
         (p, problems)
     }
 
@@ -247,20 +270,30 @@ impl Policies {
         &self.event_policies
     }
 
-    /// The event policies whose first match string matches `text`, in policy order.
-    pub fn first_matches<'a>(&'a self, text: &str) -> Vec<&'a CompiledEventPolicy> {
-        match &self.first_set {
-            Some(set) => set
-                .matches(text)
-                .into_iter()
-                .map(|i| &self.event_policies[i])
-                .collect(),
-            None => self
-                .event_policies
-                .iter()
-                .filter(|p| p.first.is_match(text))
-                .collect(),
+    /// The event policies whose first match string matches the text they are tried on
+    /// (`text` gives it for a `match_in`), in policy order.
+    pub fn first_matches<'a, 't>(
+        &'a self,
+        text: impl Fn(Option<MatchIn>) -> &'t str,
+    ) -> Vec<&'a CompiledEventPolicy> {
+        let mut found: Vec<usize> = Vec::new();
+        for group in &self.groups {
+            let text = text(group.match_in);
+            match &group.first_set {
+                Some(set) => found.extend(set.matches(text).into_iter().map(|i| group.members[i])),
+                None => found.extend(
+                    group
+                        .members
+                        .iter()
+                        .copied()
+                        .filter(|&i| self.event_policies[i].first.is_match(text)),
+                ),
+            }
         }
+        if self.groups.len() > 1 {
+            found.sort_unstable();
+        }
+        found.into_iter().map(|i| &self.event_policies[i]).collect()
     }
 
     /// The device with this id.

@@ -77,6 +77,7 @@ impl PolicyFile {
                     key: p.key.clone(),
                     key_map: p.key_map.clone(),
                     message: p.message.clone(),
+                    match_in: p.match_in,
                     match_logic: p.match_logic,
                     first_match: p.first_match.clone(),
                     second_match: p.second_match.clone(),

@@ -4,14 +4,15 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::check::{check, Kind, Labels, Problems};
+use super::check::{check, Labels, Problems};
 use super::roundtrip_checks::check_roundtrips;
 use super::ticket_checks::{check_destinations, check_tickets};
 use crate::config::Inbound;
-use crate::events::model::{Action, Alignment, MatchLogic, PatternType, RegexType, Severity};
+use crate::events::model::{
+    Action, Alignment, MatchIn, MatchLogic, PatternType, RegexType, Severity,
+};
 #[cfg(doc)]
 use crate::route::address_key;
 use crate::tickets::model::{Access, Status};
@@ -116,6 +117,9 @@ pub struct EventPolicyEntry {
     /// Event message template; `"%M"` when absent.
     #[serde(default = "default_message")]
     pub message: String,
+    /// What the match strings are tried on; the config's `[inbound] alert_message` when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub match_in: Option<MatchIn>,
     /// Text or regex.
     pub match_logic: MatchLogic,
     /// Must match.
@@ -391,48 +395,6 @@ fn default_severity() -> Severity {
 }
 
 impl PolicyFile {
-    /// Parses and checks policy file text; on failure, every problem found, each naming its entry.
-    /// References to devices and event policies are resolved later, by `apply` (against the
-    /// file and the database) or [`PolicyFile::to_model`] (against the file alone).
-    pub fn parse(text: &str) -> Result<PolicyFile, Vec<String>> {
-        let mut table: toml::Table = text
-            .parse()
-            .map_err(|e: toml::de::Error| vec![e.to_string().trim_end().to_owned()])?;
-        let mut problems = Problems::default();
-        let mut labels = Labels::default();
-        let p = &mut problems;
-        let l = &mut labels;
-        let entries = Entries {
-            devices: array(&mut table, p, l),
-            originators: array(&mut table, p, l),
-            event_policies: array(&mut table, p, l),
-            users: array(&mut table, p, l),
-            queues: array(&mut table, p, l),
-            ticket_templates: array(&mut table, p, l),
-            ticket_policies: array(&mut table, p, l),
-            roundtrips: array(&mut table, p, l),
-        };
-        for (key, value) in &table {
-            if value.is_array() {
-                let known: Vec<String> = Kind::ALL
-                    .iter()
-                    .map(|k| format!("[[{}]]", k.key()))
-                    .collect();
-                problems.file(format!(
-                    "[[{key}]]: unknown array (expected {})",
-                    known.join(", ")
-                ));
-            } else {
-                problems.file(format!("{key}: unknown key"));
-            }
-        }
-        entries.check(&mut problems);
-        if !problems.is_empty() {
-            return Err(problems.finish(&labels));
-        }
-        Ok(entries.into_file())
-    }
-
     /// Every problem [`PolicyFile::parse`] would find in this file's values (for files built in
     /// code); empty when it is valid.
     pub fn check(&self) -> Vec<String> {
@@ -494,7 +456,7 @@ impl Entries {
         }
     }
 
-    fn into_file(self) -> PolicyFile {
+    pub(super) fn into_file(self) -> PolicyFile {
         fn only<T>(entries: Vec<(usize, T)>) -> Vec<T> {
             entries.into_iter().map(|(_, e)| e).collect()
         }
@@ -511,180 +473,11 @@ impl Entries {
     }
 
     /// The checks of the values that need nothing but the file.
-    fn check(&self, problems: &mut Problems) {
+    pub(super) fn check(&self, problems: &mut Problems) {
         check(self, problems);
         check_tickets(self, problems);
         check_roundtrips(self, problems);
     }
-}
-
-/// Takes the array `kind` out of `table` and deserializes each entry on its own, so that one
-/// bad entry does not hide the problems of the others.
-fn array<T: Entry>(
-    table: &mut toml::Table,
-    problems: &mut Problems,
-    labels: &mut Labels,
-) -> Vec<(usize, T)> {
-    let kind = T::KIND;
-    let values = match table.remove(kind.key()) {
-        None => return Vec::new(),
-        Some(toml::Value::Array(values)) => values,
-        Some(_) => {
-            let name = kind.key();
-            problems.file(format!(
-                "{name}: must be an array of tables, written [[{name}]]"
-            ));
-            return Vec::new();
-        }
-    };
-    let keys: Vec<Option<&str>> = values
-        .iter()
-        .map(|v| {
-            kind.label_fields()
-                .iter()
-                .find_map(|field| v.get(field).and_then(toml::Value::as_str))
-        })
-        .collect();
-    labels.add(kind, &keys);
-    values
-        .iter()
-        .enumerate()
-        .filter_map(|(index, value)| Some((index, entry(value, index, problems)?)))
-        .collect()
-}
-
-/// An entry type: for each required key, a stand-in value that deserializes and raises no
-/// problem in the checks of other keys, so the rest of a broken entry can still be checked.
-pub(crate) trait Entry: DeserializeOwned {
-    /// Which array it is in.
-    const KIND: Kind;
-    /// (key, stand-in) for every required key.
-    const STAND_INS: &'static [(&'static str, &'static str)];
-}
-
-impl Entry for DeviceEntry {
-    const KIND: Kind = Kind::Device;
-    const STAND_INS: &'static [(&'static str, &'static str)] = &[("name", "")];
-}
-
-impl Entry for OriginatorEntry {
-    const KIND: Kind = Kind::Originator;
-    const STAND_INS: &'static [(&'static str, &'static str)] = &[
-        ("address", ""),
-        ("regex_type", "subject"),
-        ("pattern_type", "classic"),
-        ("pattern", ""),
-        ("alignment", "discard"),
-    ];
-}
-
-impl Entry for EventPolicyEntry {
-    const KIND: Kind = Kind::EventPolicy;
-    const STAND_INS: &'static [(&'static str, &'static str)] =
-        &[("name", ""), ("match_logic", "text"), ("first_match", "")];
-}
-
-impl Entry for UserEntry {
-    const KIND: Kind = Kind::User;
-    const STAND_INS: &'static [(&'static str, &'static str)] = &[("email", "")];
-}
-
-impl Entry for QueueEntry {
-    const KIND: Kind = Kind::Queue;
-    const STAND_INS: &'static [(&'static str, &'static str)] = &[("name", "")];
-}
-
-impl Entry for TicketTemplateEntry {
-    const KIND: Kind = Kind::TicketTemplate;
-    const STAND_INS: &'static [(&'static str, &'static str)] =
-        &[("name", ""), ("severity", "notice")];
-}
-
-impl Entry for TicketPolicyEntry {
-    const KIND: Kind = Kind::TicketPolicy;
-    const STAND_INS: &'static [(&'static str, &'static str)] = &[
-        ("name", ""),
-        ("destination", ""),
-        ("reply_address", ""),
-        ("template", ""),
-        ("access", "open"),
-    ];
-}
-
-impl Entry for RoundtripEntry {
-    const KIND: Kind = Kind::Roundtrip;
-    const STAND_INS: &'static [(&'static str, &'static str)] =
-        &[("name", ""), ("device", ""), ("send_to", ""), ("from", "")];
-}
-
-/// Deserializes one entry, reporting every unknown key, every missing key and every value of
-/// the wrong type or spelling: each bad or missing key is reported, replaced by its stand-in
-/// (or removed when optional), and the entry deserialized again; further problems with that
-/// key are then not reported.
-fn entry<T: Entry>(value: &toml::Value, index: usize, problems: &mut Problems) -> Option<T> {
-    let kind = T::KIND;
-    let Some(table) = value.as_table() else {
-        problems.entry(kind, index, "must be a table");
-        return None;
-    };
-    let mut table = table.clone();
-    let mut replaced: Vec<String> = Vec::new();
-    loop {
-        let mut unknown = Vec::new();
-        let result = serde_ignored::deserialize(toml::Value::Table(table.clone()), |path| {
-            unknown.push(path.to_string())
-        });
-        let error = match result {
-            Ok(value) => {
-                for key in unknown {
-                    problems.entry(kind, index, format!("{key}: unknown key"));
-                }
-                return Some(value);
-            }
-            Err(e) => e.to_string(),
-        };
-        let (message, key) = split_error(&error);
-        let field = match (key, missing_field(message)) {
-            (Some(key), _) if table.contains_key(key) && !replaced.iter().any(|r| r == key) => {
-                problems.entry(kind, index, format!("{key}: {message}"));
-                key
-            }
-            (None, Some(field)) if !replaced.iter().any(|r| r == field) => {
-                problems.entry(kind, index, format!("{field}: missing (required)"));
-                field
-            }
-            _ => {
-                // Not a key's problem (or a stand-in that failed): report it as it is.
-                for key in unknown {
-                    problems.entry(kind, index, format!("{key}: unknown key"));
-                }
-                problems.entry(kind, index, message);
-                return None;
-            }
-        };
-        problems.skip(kind, index, field);
-        match T::STAND_INS.iter().find(|(k, _)| *k == field) {
-            Some((_, stand_in)) => {
-                table.insert(field.to_owned(), toml::Value::String((*stand_in).into()))
-            }
-            None => table.remove(field),
-        };
-        replaced.push(field.to_owned());
-    }
-}
-
-/// Splits a `toml` value error into its message and the key it names (`"…\nin `key`\n"`).
-fn split_error(error: &str) -> (&str, Option<&str>) {
-    let error = error.trim_end();
-    match error.rsplit_once("\nin `") {
-        Some((message, key)) => (message.trim(), key.strip_suffix('`')),
-        None => (error, None),
-    }
-}
-
-/// The field serde's "missing field `name`" names.
-fn missing_field(message: &str) -> Option<&str> {
-    message.strip_prefix("missing field `")?.strip_suffix('`')
 }
 
 #[cfg(test)]

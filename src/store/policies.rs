@@ -128,7 +128,7 @@ pub async fn read(client: &impl GenericClient) -> Result<Model, Error> {
     let event_policies = client
         .query(
             "SELECT id, name, action, severity, severity_from, severity_map, key, key_map,
-                    message, match_logic, first_match, second_match,
+                    message, match_in, match_logic, first_match, second_match,
                     array(SELECT clears_id FROM event_policy_clears c
                           WHERE c.event_policy_id = p.id ORDER BY clears_id) AS clears_ids,
                     originators, devices, expire_after_s, expire_healthy_after_s
@@ -154,6 +154,13 @@ pub async fn read(client: &impl GenericClient) -> Result<Model, Error> {
                 key: r.get("key"),
                 key_map: json(r, "key_map")?,
                 message: r.get("message"),
+                match_in: r
+                    .get::<_, Option<&str>>("match_in")
+                    .map(|m| {
+                        m.parse()
+                            .map_err(|why| Error::Corrupt(format!("match_in: {why}")))
+                    })
+                    .transpose()?,
                 match_logic: name(r, "match_logic")?,
                 first_match: r.get("first_match"),
                 second_match: r.get("second_match"),

@@ -47,14 +47,14 @@ impl Client {
         self.reply().await
     }
 
-    /// Runs LHLO, MAIL, the RCPTs and DATA with `message`; returns the RCPT replies and the
-    /// per-recipient DATA replies.
+    /// Runs LHLO, MAIL, the RCPTs and DATA with `message` (LF line ends, sent as CRLF; any
+    /// octets, 8-bit ones too); returns the RCPT replies and the per-recipient DATA replies.
     pub async fn transaction(
         &mut self,
         xforward_ident: Option<&str>,
         from: &str,
         rcpts: &[&str],
-        message: &str,
+        message: impl AsRef<[u8]>,
     ) -> (Vec<String>, Vec<String>) {
         let lhlo = self.command("LHLO test.example").await;
         assert!(lhlo.starts_with("250"), "{lhlo}");
@@ -75,7 +75,14 @@ impl Client {
         }
         let r = self.command("DATA").await;
         assert!(r.starts_with("354"), "{r}");
-        self.send(message.replace('\n', "\r\n").as_bytes()).await;
+        let mut wire = Vec::with_capacity(message.as_ref().len() + 64);
+        for &b in message.as_ref() {
+            if b == b'\n' {
+                wire.push(b'\r');
+            }
+            wire.push(b);
+        }
+        self.send(&wire).await;
         self.send(b".\r\n").await;
         let mut data_replies = Vec::new();
         for _ in 0..accepted {
