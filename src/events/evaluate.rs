@@ -578,15 +578,16 @@ fn align<'a>(
         alignment: o.policy.alignment,
         device: &device.name,
     };
-    if o.policy.alignment == Alignment::Override {
-        let device = default?;
-        steps.push(yielded(None, device));
-        return Some((device, Captures::default()));
-    }
     let looked_in = &o.policy.regex_type;
     let found = alert
         .field(looked_in)
         .and_then(|text| identifier(&o.extractor, &text));
+    if o.policy.alignment == Alignment::Override {
+        // The device is the default whatever the pattern finds; its captures still count.
+        let device = default?;
+        steps.push(yielded(None, device));
+        return Some((device, found.map(|(_, caps)| caps).unwrap_or_default()));
+    }
     let Some((identifier, captures)) = found else {
         steps.push(Step::PatternNotFound { policy, looked_in });
         return None;

@@ -1038,3 +1038,29 @@ fn a_policy_may_match_the_subject_whatever_the_setting() {
         );
     }
 }
+
+#[test]
+fn an_override_originator_still_lends_its_captures() {
+    let o = originator(
+        "veeam@example.com",
+        RegexType::Subject,
+        PatternType::Advanced,
+        r"^\[(?P<result>\w+)\] (?P<job>\S+)",
+        Alignment::Override,
+        Some(2),
+    );
+    let policy = EventPolicy {
+        key: Some("%{job}".into()),
+        ..event_policy(90, "Job", MatchLogic::Text, "Backup", None)
+    };
+    let (p, problems) = Policies::new(devices(), vec![o], vec![policy]);
+    assert!(problems.is_empty(), "{problems:?}");
+    let a = alert("veeam@example.com", "[Failed] Daily-VMs (3 machines)", "Backup failed");
+    let d = evaluate(&p, &a, Settings::default());
+    assert_eq!(d.device.map(|d| d.id), Some(2));
+    assert_eq!(raises(&d)[0].1, "Daily-VMs");
+    // Without a match the default device is still taken, with no captures.
+    let a = alert("veeam@example.com", "Weekly summary", "Backup report");
+    let d = evaluate(&p, &a, Settings::default());
+    assert_eq!((d.device.map(|d| d.id), raises(&d)[0].1.as_str()), (Some(2), ""));
+}
