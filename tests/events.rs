@@ -6,6 +6,7 @@ mod common;
 #[path = "events/keys.rs"]
 mod keys;
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::db::TestDb;
@@ -333,13 +334,14 @@ async fn policies_changed_while_serving_apply_to_the_next_mail() {
     );
 }
 
-#[test]
-fn policy_test_shows_the_decision_from_a_file_without_a_database() {
+/// `mailops policy test MESSAGE --policies POLICIES` with no database to reach (the file alone
+/// must do); asserts it succeeds and that its output holds each of `lines`.
+fn assert_policy_test(message: &Path, policies: &Path, lines: &[&str]) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_mailops"))
         .args(["-c", "mailops.example.toml", "policy", "test"])
-        .arg("tests/fixtures/events/01-veeam-daily-failed-html.eml")
-        .args(["--policies", "tests/fixtures/events/policies.toml"])
-        // Nothing listens there: the file alone must do.
+        .arg(message)
+        .arg("--policies")
+        .arg(policies)
         .env("MAILOPS_DATABASE_URL", "postgres://nobody@127.0.0.1:1/none")
         .output()
         .expect("running mailops policy test");
@@ -349,15 +351,24 @@ fn policy_test_shows_the_decision_from_a_file_without_a_database() {
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    for line in [
-        "originator veeam@example.com: device \"vbr01.example.com\" (alignment override)",
-        "device: vbr01.example.com (id 4243)",
-        "event policies matched:\n  Veeam job failed\n",
-        "events: Veeam job failed major on vbr01.example.com (or count a repeat of the active one): \
-         \"vbr01.example.com: [Failed] Daily-VMs (3 machines) 1 failed\"",
-    ] {
+    for line in lines {
         assert!(stdout.contains(line), "{line:?} missing from:\n{stdout}");
     }
+}
+
+#[test]
+fn policy_test_shows_the_decision_from_a_file_without_a_database() {
+    assert_policy_test(
+        Path::new("tests/fixtures/events/01-veeam-daily-failed-html.eml"),
+        Path::new("tests/fixtures/events/policies.toml"),
+        &[
+            "originator veeam@example.com: device \"vbr01.example.com\" (alignment override)",
+            "device: vbr01.example.com (id 4243)",
+            "event policies matched:\n  Veeam job failed\n",
+            "events: Veeam job failed major on vbr01.example.com (or count a repeat of the active one): \
+             \"vbr01.example.com: [Failed] Daily-VMs (3 machines) 1 failed\"",
+        ],
+    );
 }
 
 #[tokio::test]

@@ -8,7 +8,8 @@
 //! - routes ignore ASCII case;
 //! - a token found is a genuine one present in the text, and a genuine token is always found;
 //! - an events decision is either exactly the E701 log or a device log followed by one event
-//!   per matched policy, within the size limits;
+//!   per key of each raising policy (none when a suppress policy matched), within the size
+//!   limits;
 //! - a notice's subject always names its ticket, and a reply's text is empty only for an
 //!   empty body;
 //! - the notice composed from the message's subject, sender and Message-IDs has no header the
@@ -21,7 +22,9 @@ use std::sync::LazyLock;
 
 use libfuzzer_sys::fuzz_target;
 use mailops::config::{AlertMessage, Config, Outbound};
-use mailops::events::evaluate::{self, Alert, Settings, Write, MAX_EVENT_MESSAGE, MAX_LOG_MESSAGE};
+use mailops::events::evaluate::{
+    self, Alert, Outcome, Settings, Write, MAX_EVENT_MESSAGE, MAX_KEY, MAX_LOG_MESSAGE,
+};
 use mailops::events::policies::Policies;
 use mailops::message::Message;
 use mailops::outbound::outbox::{self, Notice};
@@ -30,10 +33,11 @@ use mailops::roundtrip::token::Key;
 use mailops::route::{Route, Router};
 use mailops::tickets::mail;
 
-/// The test suite's sample policy file, plus regex patterns of the kinds operators write.
+/// The test suite's sample policy file, the nagios pack, and patterns of the kinds operators
+/// write: keys, severity from the mail, a header, a suppress policy.
 static POLICIES: LazyLock<Policies> = LazyLock::new(|| {
     let text = format!(
-        "{}{}",
+        "include = [\"pack:nagios\"]\n{}{}",
         include_str!("../../tests/fixtures/policies.toml"),
         r#"
 [[device]]
@@ -55,6 +59,33 @@ message = "%D: %S (%M)"
 match_logic = "regex"
 first_match = '(?i)disk\s+\d+\s+(degraded|failed)'
 second_match = '(?m)^Array:'
+
+[[originator]]
+name = "relay"
+address = "*@*"
+regex_type = "header:X-Device"
+pattern_type = "advanced"
+pattern = '(?P<device>\S+)'
+alignment = "discard"
+
+[[event_policy]]
+name = "Keyed state"
+originators = ["relay"]
+match_logic = "regex"
+first_match = '(?m)^(?P<check>[\w /]+): (?P<state>OK|WARN|CRIT)'
+severity = "major"
+severity_from = "state"
+severity_map = { OK = "healthy", WARN = "minor", CRIT = "critical" }
+key = "%D/%{check}"
+key_map = { check = { "Disk" = "disk" } }
+message = "%{check} is %{state}"
+clears = ["Disk degraded"]
+
+[[event_policy]]
+name = "Noise"
+action = "suppress"
+match_logic = "text"
+first_match = "TestMessage"
 "#
     );
     let model = PolicyFile::parse(&text)
@@ -192,15 +223,11 @@ fuzz_target!(|data: &[u8]| {
     assert!(hidden.contains(&KEY.token(found)));
 
     // Events.
-    let alert = Alert {
-        from,
-        subject,
-        body: &message.body,
-    };
+    let alert = Alert::new(&message, envelope_from);
     let decision = evaluate::evaluate(&POLICIES, &alert, settings);
     match decision.device {
         None => {
-            assert!(decision.matched.is_empty());
+            assert!(decision.tried.is_empty());
             assert!(matches!(
                 decision.writes.as_slice(),
                 [Write::SystemLog {
@@ -221,10 +248,14 @@ fuzz_target!(|data: &[u8]| {
                 .iter()
                 .filter(|w| match w {
                     Write::Raise {
-                        device_id, message, ..
+                        device_id,
+                        message,
+                        key,
+                        ..
                     } => {
                         assert_eq!(*device_id, device.id);
                         assert!(message.len() <= MAX_EVENT_MESSAGE);
+                        assert!(key.len() <= MAX_KEY);
                         true
                     }
                     Write::Clear { device_id, .. } => {
@@ -234,7 +265,18 @@ fuzz_target!(|data: &[u8]| {
                     other => panic!("unexpected write {other:?}"),
                 })
                 .count();
-            assert_eq!(raised, decision.matched.len());
+            let keys: usize = decision
+                .tried
+                .iter()
+                .map(|t| match &t.outcome {
+                    Outcome::Raise(raised) => raised.len(),
+                    _ => 0,
+                })
+                .sum();
+            match decision.suppressed_by {
+                Some(_) => assert_eq!(rest.len(), 0, "a suppressed mail writes its log only"),
+                None => assert_eq!(raised, keys),
+            }
         }
     }
     for step in &decision.steps {

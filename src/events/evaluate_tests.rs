@@ -567,6 +567,11 @@ fn names<'a>(d: &Decision<'a>) -> Vec<&'a str> {
         .collect()
 }
 
+/// A `severity_map` of these (value, severity) pairs.
+fn severity_map(pairs: &[(&str, Severity)]) -> std::collections::BTreeMap<String, Severity> {
+    pairs.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect()
+}
+
 /// A Nagios-style originator (the host from the body) and policies over its mail.
 fn nagios(event_policies: Vec<EventPolicy>) -> Policies {
     let mut o = originator(
@@ -589,13 +594,11 @@ fn nagios_service() -> EventPolicy {
     EventPolicy {
         key: Some("%{service}".into()),
         severity_from: Some("state".into()),
-        severity_map: [
+        severity_map: severity_map(&[
             ("CRITICAL", Severity::Critical),
             ("WARNING", Severity::Minor),
             ("OK", Severity::Healthy),
-        ]
-        .map(|(k, v)| (k.to_owned(), v))
-        .into(),
+        ]),
         message: "%{service} is %{state} on %D".into(),
         expire_healthy_after_s: Some(86400),
         ..event_policy(
@@ -672,9 +675,7 @@ fn every_match_of_a_keyed_policy_is_an_event_once_per_key() {
     let policy = EventPolicy {
         key: Some("%{vmid}".into()),
         severity_from: Some("status".into()),
-        severity_map: [("err", Severity::Major), ("ok", Severity::Healthy)]
-            .map(|(k, v)| (k.to_owned(), v))
-            .into(),
+        severity_map: severity_map(&[("err", Severity::Major), ("ok", Severity::Healthy)]),
         ..event_policy(
             30,
             "Backup",
@@ -1004,9 +1005,7 @@ fn a_policy_may_match_the_subject_whatever_the_setting() {
         match_in: Some(MatchIn::Subject),
         key: Some("%{alertname}".into()),
         severity_from: Some("status".into()),
-        severity_map: [("FIRING", Severity::Major), ("RESOLVED", Severity::Healthy)]
-            .map(|(k, v)| (k.to_owned(), v))
-            .into(),
+        severity_map: severity_map(&[("FIRING", Severity::Major), ("RESOLVED", Severity::Healthy)]),
         ..event_policy(
             80,
             "Alertmanager",
@@ -1055,12 +1054,19 @@ fn an_override_originator_still_lends_its_captures() {
     };
     let (p, problems) = Policies::new(devices(), vec![o], vec![policy]);
     assert!(problems.is_empty(), "{problems:?}");
-    let a = alert("veeam@example.com", "[Failed] Daily-VMs (3 machines)", "Backup failed");
+    let a = alert(
+        "veeam@example.com",
+        "[Failed] Daily-VMs (3 machines)",
+        "Backup failed",
+    );
     let d = evaluate(&p, &a, Settings::default());
     assert_eq!(d.device.map(|d| d.id), Some(2));
     assert_eq!(raises(&d)[0].1, "Daily-VMs");
     // Without a match the default device is still taken, with no captures.
     let a = alert("veeam@example.com", "Weekly summary", "Backup report");
     let d = evaluate(&p, &a, Settings::default());
-    assert_eq!((d.device.map(|d| d.id), raises(&d)[0].1.as_str()), (Some(2), ""));
+    assert_eq!(
+        (d.device.map(|d| d.id), raises(&d)[0].1.as_str()),
+        (Some(2), "")
+    );
 }

@@ -40,6 +40,19 @@ fn name<T: std::str::FromStr<Err = String>>(row: &Row, column: &str) -> Result<T
         .map_err(|why| Error::Corrupt(format!("{column}: {why}")))
 }
 
+/// A nullable text column holding one of a closed set of names.
+fn optional_name<T: std::str::FromStr<Err = String>>(
+    row: &Row,
+    column: &str,
+) -> Result<Option<T>, Error> {
+    let text: Option<&str> = row.get(column);
+    text.map(|text| {
+        text.parse()
+            .map_err(|why| Error::Corrupt(format!("{column}: {why}")))
+    })
+    .transpose()
+}
+
 /// A `jsonb` column holding a map (NULL for an empty one).
 fn json<T: serde::de::DeserializeOwned + Default>(row: &Row, column: &str) -> Result<T, Error> {
     match row.get::<_, Option<serde_json::Value>>(column) {
@@ -142,25 +155,13 @@ pub async fn read(client: &impl GenericClient) -> Result<Model, Error> {
                 id: r.get("id"),
                 name: r.get("name"),
                 action: name(r, "action")?,
-                severity: r
-                    .get::<_, Option<&str>>("severity")
-                    .map(|s| {
-                        s.parse()
-                            .map_err(|why| Error::Corrupt(format!("severity: {why}")))
-                    })
-                    .transpose()?,
+                severity: optional_name(r, "severity")?,
                 severity_from: r.get("severity_from"),
                 severity_map: json(r, "severity_map")?,
                 key: r.get("key"),
                 key_map: json(r, "key_map")?,
                 message: r.get("message"),
-                match_in: r
-                    .get::<_, Option<&str>>("match_in")
-                    .map(|m| {
-                        m.parse()
-                            .map_err(|why| Error::Corrupt(format!("match_in: {why}")))
-                    })
-                    .transpose()?,
+                match_in: optional_name(r, "match_in")?,
                 match_logic: name(r, "match_logic")?,
                 first_match: r.get("first_match"),
                 second_match: r.get("second_match"),

@@ -380,31 +380,18 @@ fn policy_test_shows_keys_scopes_and_the_severity_mapping() {
     let mut mail = nagios(1, "Backup", "CRITICAL");
     mail.push_str("CHECK_BACKUP CRITICAL - last run failed\n");
     std::fs::write(dir.join("alert.eml"), &mail).expect("mail");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mailops"))
-        .args(["-c", "mailops.example.toml", "policy", "test"])
-        .arg(dir.join("alert.eml"))
-        .arg("--policies")
-        .arg(dir.join("policies.toml"))
-        // Nothing listens there: the file alone must do.
-        .env("MAILOPS_DATABASE_URL", "postgres://nobody@127.0.0.1:1/none")
-        .output()
-        .expect("running mailops policy test");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    super::assert_policy_test(
+        &dir.join("alert.eml"),
+        &dir.join("policies.toml"),
+        &[
+            "  originator nagios: identifier \"db1.example.com\", device \"db1.example.com\" (alignment discard)\n",
+            "captures: device = \"db1.example.com\"\n",
+            "event policies matched:\n  Nagios service\n    key \"Backup\", severity critical (state = \"CRITICAL\" in severity_map); \
+             captures: device = \"db1.example.com\", service = \"Backup\", state = \"CRITICAL\"\n",
+            "event policies whose first match string matched, not used:\n  Cron job failed: out of scope (originators: cron)\n",
+            "  events: Nagios service critical on db1.example.com with key \"Backup\" (or count a repeat of the active one): \
+             \"Backup is CRITICAL on db1.example.com\"\n",
+        ],
     );
-    for line in [
-        "  originator nagios: identifier \"db1.example.com\", device \"db1.example.com\" (alignment discard)\n",
-        "captures: device = \"db1.example.com\"\n",
-        "event policies matched:\n  Nagios service\n    key \"Backup\", severity critical (state = \"CRITICAL\" in severity_map); \
-         captures: device = \"db1.example.com\", service = \"Backup\", state = \"CRITICAL\"\n",
-        "event policies whose first match string matched, not used:\n  Cron job failed: out of scope (originators: cron)\n",
-        "  events: Nagios service critical on db1.example.com with key \"Backup\" (or count a repeat of the active one): \
-         \"Backup is CRITICAL on db1.example.com\"\n",
-    ] {
-        assert!(stdout.contains(line), "{line:?} missing from:\n{stdout}");
-    }
     let _ = std::fs::remove_dir_all(&dir);
 }
