@@ -20,6 +20,9 @@ pub const MAX_LOG_MESSAGE: usize = 65_536;
 pub const MAX_EVENT_MESSAGE: usize = 8_192;
 /// Longest event key kept, in octets.
 pub const MAX_KEY: usize = 1_024;
+/// The matches of a keyed policy's first match string read in one mail, at most: each can be
+/// an event, and a mail of a million matching lines must not become a million writes.
+pub const MAX_MATCHES: usize = 1_000;
 /// The system log code for mail no originator policy could match to a device (as in SL1).
 pub const E701: &str = "E701";
 
@@ -430,10 +433,18 @@ impl Matching<'_> {
         // Without a key, one event however often the first match string matches; with one,
         // an event per key its matches give.
         let firsts: Vec<Captures> = match &p.first {
-            Matcher::Regex(re) if p.captures && p.key.is_some() => {
-                re.captures_iter(text).map(|c| named(re, &c)).collect()
-            }
-            first => vec![matched(first, text, p.captures).unwrap_or_default()],
+            Matcher::Regex(re) if p.captures && p.key.is_some() => re
+                .captures_iter(text)
+                .take(MAX_MATCHES)
+                .map(|c| named(re, &c))
+                .collect(),
+            Matcher::Regex(re) if p.captures => re
+                .captures(text)
+                .map(|c| named(re, &c))
+                .into_iter()
+                .collect(),
+            // The set found it already; without captures there is nothing more to read.
+            _ => vec![Captures::default()],
         };
         let mut keys = HashSet::new();
         let mut raised = Vec::new();
@@ -446,7 +457,7 @@ impl Matching<'_> {
                 let key = key.render(&self.values(&captures), Some(&p.key_map));
                 truncate(&key, MAX_KEY).to_owned()
             });
-            if !keys.insert(key.clone()) {
+            if p.key.is_some() && !keys.insert(key.clone()) {
                 continue;
             }
             let (severity, severity_from) = severity(p, &captures);

@@ -1070,3 +1070,18 @@ fn an_override_originator_still_lends_its_captures() {
         (Some(2), "")
     );
 }
+
+#[test]
+fn a_keyed_policy_reads_at_most_so_many_matches_of_one_mail() {
+    let policy = EventPolicy {
+        key: Some("%{n}".into()),
+        ..event_policy(95, "Line", MatchLogic::Regex, r"(?m)^line (?P<n>\d+)$", None)
+    };
+    let p = nagios(vec![policy]);
+    let mut body = "Host: nas1.example.com\n".to_owned();
+    for n in 0..MAX_MATCHES + 500 {
+        body.push_str(&format!("line {n}\n"));
+    }
+    let d = evaluate(&p, &alert("nagios@x", "s", &body), Settings::default());
+    assert_eq!(raises(&d).len(), MAX_MATCHES);
+}
