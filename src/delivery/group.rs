@@ -183,7 +183,7 @@ async fn write(pool: Pool, queue: Arc<Mutex<Queue<Waiting>>>, load: Arc<Load>) {
         }
         // The same order in every batch, so two batches raising the same events lock them in
         // the same order rather than deadlocking.
-        batch.sort_by_key(|w| lock_order(&w.copy));
+        batch.sort_by(|a, b| lock_order(&a.copy).cmp(&lock_order(&b.copy)));
         let (copies, done): (Vec<Copy>, Vec<_>) = batch.drain(..).map(|w| (w.copy, w.done)).unzip();
         let pool = pool.clone();
         // A panic storing ends that task only: its copies are answered with an error.
@@ -202,19 +202,21 @@ async fn write(pool: Pool, queue: Arc<Mutex<Queue<Waiting>>>, load: Arc<Load>) {
     }
 }
 
-/// The first event a copy raises or clears, which its transaction locks.
-fn lock_order(copy: &Copy) -> Option<(i64, i64)> {
+/// The first event a copy raises or clears, which its transaction locks: (device, policy, key).
+fn lock_order(copy: &Copy) -> Option<(i64, i64, &str)> {
     copy.writes.iter().find_map(|w| match w {
         Write::Raise {
             device_id,
             event_policy_id,
+            key,
             ..
-        }
-        | Write::Clear {
+        } => Some((*device_id, *event_policy_id, key.as_str())),
+        Write::Clear {
             device_id,
             event_policy_id,
+            key,
             ..
-        } => Some((*device_id, *event_policy_id)),
+        } => Some((*device_id, *event_policy_id, key.as_deref().unwrap_or(""))),
         Write::DeviceLog { .. } | Write::SystemLog { .. } => None,
     })
 }
