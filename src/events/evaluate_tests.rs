@@ -1075,7 +1075,13 @@ fn an_override_originator_still_lends_its_captures() {
 fn a_keyed_policy_reads_at_most_so_many_matches_of_one_mail() {
     let policy = EventPolicy {
         key: Some("%{n}".into()),
-        ..event_policy(95, "Line", MatchLogic::Regex, r"(?m)^line (?P<n>\d+)$", None)
+        ..event_policy(
+            95,
+            "Line",
+            MatchLogic::Regex,
+            r"(?m)^line (?P<n>\d+)$",
+            None,
+        )
     };
     let p = nagios(vec![policy]);
     let mut body = "Host: nas1.example.com\n".to_owned();
