@@ -85,7 +85,8 @@ pub fn load(dir: &Path, min: usize) -> Result<Vec<Fixture>, Vec<String>> {
     let mut problems = Vec::new();
     let mut emls = BTreeSet::new();
     let mut tomls = BTreeSet::new();
-    let entries = std::fs::read_dir(dir).map_err(|e| vec![format!("cannot read the corpus: {e}")])?;
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| vec![format!("cannot read the corpus: {e}")])?;
     for entry in entries {
         let file = entry.expect("reading the fixture directory").file_name();
         let file = file.to_string_lossy().into_owned();
