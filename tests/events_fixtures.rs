@@ -250,3 +250,85 @@ async fn every_pack_fixture_produces_its_rows() {
     }
     assert_clean("the policy packs' fixture corpora", report);
 }
+
+/// Every pack at once, with every pack corpus's devices: each fixture still aligns through its
+/// own pack's originators to its device, so packs can be combined in one policy file.
+#[test]
+fn packs_together_leave_each_product_to_its_own_pack() {
+    use mailops::events::evaluate::{evaluate, Alert, Settings};
+    use mailops::policy::{packs, PolicyFile};
+
+    let names = packs::names();
+    let mut text = format!(
+        "include = [{}]\n",
+        names
+            .iter()
+            .map(|n| format!("\"pack:{n}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let mut seen = std::collections::BTreeSet::new();
+    for name in &names {
+        let own = PolicyFile::read(
+            &fixtures_dir()
+                .join("packs")
+                .join(name)
+                .join("policies.toml"),
+        )
+        .unwrap_or_else(|p| panic!("{name}: {p:?}"));
+        for device in own
+            .devices
+            .into_iter()
+            .filter(|d| seen.insert(d.name.clone()))
+        {
+            text.push_str(
+                &PolicyFile {
+                    devices: vec![device],
+                    ..PolicyFile::default()
+                }
+                .to_toml(),
+            );
+        }
+    }
+    let model = PolicyFile::parse(&text)
+        .and_then(|f| f.to_model())
+        .unwrap_or_else(|p| panic!("every pack together: {p:?}"));
+    let (policies, problems) = mailops::events::policies::Policies::new(
+        model.devices,
+        model.originators,
+        model.event_policies,
+    );
+    assert!(problems.is_empty(), "{problems:?}");
+
+    let mut wrong = Vec::new();
+    for name in names {
+        let own: Vec<String> = PolicyFile::parse(packs::text(name).expect("a pack"))
+            .expect("a valid pack")
+            .originators
+            .into_iter()
+            .filter_map(|o| o.name)
+            .collect();
+        let dir = fixtures_dir().join("packs").join(name);
+        for fixture in corpus::load(&dir, MIN_PACK_FIXTURES).expect("a well-formed corpus") {
+            let Some(device) = &fixture.expected.device else {
+                continue;
+            };
+            let raw = std::fs::read(dir.join(format!("{}.eml", fixture.name))).expect("eml");
+            let message = mailops::message::Message::parse(&raw);
+            let decision = evaluate(
+                &policies,
+                &Alert::new(&message, &fixture.from),
+                Settings::default(),
+            );
+            let by = decision.originator.and_then(|o| o.name.clone());
+            let got = decision.device.map(|d| d.name.as_str());
+            if got != Some(device.as_str()) || !by.as_ref().is_some_and(|b| own.contains(b)) {
+                wrong.push(format!(
+                    "{name}/{}: device {got:?} through originator {by:?}, expected {device:?} through one of {own:?}",
+                    fixture.name
+                ));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
