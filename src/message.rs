@@ -119,10 +119,7 @@ impl Message {
                         .and_then(|a| a.first()?.name())
                         .map(|n| text(n.trim()))
                         .filter(|n| !n.is_empty()),
-                    headers: text(&String::from_utf8_lossy(&raw[..header_end(raw)]))
-                        .replace("\r\n", "\n")
-                        .trim_end()
-                        .to_owned(),
+                    headers: lf_text(String::from_utf8_lossy(&raw[..header_end(raw)]).trim_end()),
                     body: body_text(&m),
                     in_reply_to: ids(m.in_reply_to()),
                     references: ids(m.references()),
@@ -259,7 +256,25 @@ fn body_text(m: &mail_parser::Message<'_>) -> String {
         PartType::Html(html) => Cow::Owned(html::to_text(&eight_bit_text(m, part, html))),
         _ => return String::new(),
     };
-    self::text(text.trim()).replace("\r\n", "\n")
+    lf_text(text.trim())
+}
+
+/// `s` as stored and matched: LF line ends (the CR of each CRLF dropped) and no NUL characters,
+/// in one pass.
+fn lf_text(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = String::with_capacity(s.len());
+    let mut start = 0;
+    for i in memchr::memchr2_iter(b'\r', b'\0', bytes) {
+        if bytes[i] == b'\r' && bytes.get(i + 1) != Some(&b'\n') {
+            continue;
+        }
+        // CR and NUL are ASCII: `i` is a character boundary.
+        out.push_str(&s[start..i]);
+        start = i + 1;
+    }
+    out.push_str(&s[start..]);
+    out
 }
 
 /// A text part's text; when it names no charset (or US-ASCII) and its octets are not UTF-8,

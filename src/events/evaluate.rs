@@ -9,7 +9,9 @@ use std::fmt;
 use super::model::{
     Action, Alignment, Device, EventPolicy, MatchIn, Originator, RegexType, Severity,
 };
-use super::policies::{CompiledEventPolicy, CompiledOriginator, Extractor, Matcher, Policies};
+use super::policies::{
+    CompiledEventPolicy, CompiledOriginator, Extractor, Matcher, Policies, Sender,
+};
 use super::template::{Captures, Values};
 use crate::config::AlertMessage;
 use crate::message::{header, truncate, Message};
@@ -292,8 +294,10 @@ impl Decision<'_> {
 /// Decides what `alert` does under `policies`.
 pub fn evaluate<'a>(policies: &'a Policies, alert: &Alert<'_>, settings: Settings) -> Decision<'a> {
     let mut steps = Vec::new();
+    let sender = Sender::new(alert.from);
     let aligned = policies.originators.iter().find_map(|o| {
-        align(policies, o, alert, settings, &mut steps).map(|(device, caps)| (o, device, caps))
+        align(policies, o, alert, &sender, settings, &mut steps)
+            .map(|(device, caps)| (o, device, caps))
     });
     let Some((origin, device, captures)) = aligned else {
         let message = format!(
@@ -571,11 +575,12 @@ fn align<'a>(
     policies: &'a Policies,
     o: &'a CompiledOriginator,
     alert: &Alert<'_>,
+    sender: &Sender,
     settings: Settings,
     steps: &mut Vec<Step<'a>>,
 ) -> Option<(&'a Device, Captures)> {
     let policy = o.policy.label();
-    if !o.senders.admit(alert.from) {
+    if !o.senders.admit(sender) {
         steps.push(Step::OtherSender { policy });
         return None;
     }

@@ -45,15 +45,37 @@ impl Senders {
         }
     }
 
-    /// Whether `from` (an address, any case) is one of them.
-    pub fn admit(&self, from: &str) -> bool {
-        let from = address_key(from);
-        let parts = from.rsplit_once('@');
+    /// Whether `from` is one of them.
+    pub fn admit(&self, from: &Sender) -> bool {
+        let parts = from
+            .at
+            .map(|at| (&from.address[..at], &from.address[at + 1..]));
         match self {
-            Senders::Address(address) => from == *address,
+            Senders::Address(address) => from.address == *address,
             Senders::Domain(domain) => parts.is_some_and(|(_, d)| d == domain),
             Senders::Local(local) => parts.is_some_and(|(l, _)| l == local),
             Senders::Any => parts.is_some(),
+        }
+    }
+}
+
+/// A mail's sender as originator addresses are compared with it: folded and split once per
+/// mail, not once per originator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sender {
+    /// The address, [`address_key`]ed.
+    address: String,
+    /// Where its last `@` is.
+    at: Option<usize>,
+}
+
+impl Sender {
+    /// The sender `address` (any case).
+    pub fn new(address: &str) -> Sender {
+        let address = address_key(address);
+        Sender {
+            at: address.rfind('@'),
+            address,
         }
     }
 }
