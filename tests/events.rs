@@ -91,6 +91,14 @@ async fn send(s: &Serve, ident: Option<&str>, message: &str) -> String {
     data.into_iter().next().expect("one reply")
 }
 
+/// Runs the periodic expiry sweep once; how many events it cleared.
+async fn sweep(db: &TestDb) -> u64 {
+    let client = db.client().await;
+    mailops::store::events::expire(&client)
+        .await
+        .expect("sweep")
+}
+
 /// (policy, state, count, message) of every event, oldest first.
 async fn events(db: &TestDb) -> Vec<(String, String, i32, String)> {
     db.client()
@@ -266,14 +274,10 @@ async fn an_event_not_seen_for_its_expiry_is_cleared_and_a_repeat_starts_anew() 
         .batch_execute("UPDATE events SET last_seen = last_seen - interval '11 minutes' WHERE state = 'active'")
         .await
         .expect("age");
-    let client = db.client().await;
-    assert_eq!(
-        mailops::store::events::expire(&client)
-            .await
-            .expect("sweep"),
-        1
-    );
-    let reasons: Vec<String> = client
+    assert_eq!(sweep(&db).await, 1);
+    let reasons: Vec<String> = db
+        .client()
+        .await
         .query("SELECT cleared_reason FROM events ORDER BY id", &[])
         .await
         .expect("reasons")

@@ -572,18 +572,31 @@ fn severity_map(pairs: &[(&str, Severity)]) -> std::collections::BTreeMap<String
     pairs.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect()
 }
 
+/// A named originator with an advanced pattern that discards.
+fn named(id: i64, name: &str, address: &str, regex_type: RegexType, pattern: &str) -> Originator {
+    Originator {
+        id,
+        name: Some(name.into()),
+        ..originator(
+            address,
+            regex_type,
+            PatternType::Advanced,
+            pattern,
+            Alignment::Discard,
+            None,
+        )
+    }
+}
+
 /// A Nagios-style originator (the host from the body) and policies over its mail.
 fn nagios(event_policies: Vec<EventPolicy>) -> Policies {
-    let mut o = originator(
+    let o = named(
+        7,
+        "nagios",
         "nagios@*",
         RegexType::Body,
-        PatternType::Advanced,
         r"(?m)^Host: (?P<device>\S+)",
-        Alignment::Discard,
-        None,
     );
-    o.id = 7;
-    o.name = Some("nagios".into());
     let (p, problems) = Policies::new(devices(), vec![o], event_policies);
     assert!(problems.is_empty(), "{problems:?}");
     p
@@ -803,25 +816,23 @@ fn scoped_policies_are_tried_only_for_their_originators_and_devices() {
         devices: vec!["backup-virtual".into()],
         ..event_policy(62, "Only backup-virtual", MatchLogic::Text, "failed", None)
     };
-    let mut cron = originator(
+    let cron = named(
+        8,
+        "cron",
         "root@*",
         RegexType::Subject,
-        PatternType::Advanced,
         r"^Cron <\S+@(?P<device>[^>]+)>",
-        Alignment::Discard,
-        None,
     );
-    cron.id = 8;
-    cron.name = Some("cron".into());
-    let mut nagios_o = originator(
-        "nagios@*",
-        RegexType::Body,
-        PatternType::Advanced,
-        r"(?m)^Host: (\S+)",
-        Alignment::Discard,
-        None,
-    );
-    nagios_o.id = 7;
+    let nagios_o = Originator {
+        name: None,
+        ..named(
+            7,
+            "nagios",
+            "nagios@*",
+            RegexType::Body,
+            r"(?m)^Host: (\S+)",
+        )
+    };
     let (p, problems) = Policies::new(
         devices(),
         vec![nagios_o, cron],
@@ -964,24 +975,20 @@ fn the_device_can_come_from_the_sender_or_a_header() {
 
 #[test]
 fn several_originators_may_share_an_address_the_first_with_a_device_wins() {
-    let mut mdadm = originator(
+    let mdadm = named(
+        1,
+        "mdadm",
         "root@*",
         RegexType::Subject,
-        PatternType::Advanced,
         r"^\w+ event on /dev/\S+:(?P<device>\S+)$",
-        Alignment::Discard,
-        None,
     );
-    mdadm.name = Some("mdadm".into());
-    let mut cron = originator(
+    let cron = named(
+        2,
+        "cron",
         "root@*",
         RegexType::Subject,
-        PatternType::Advanced,
         r"^Cron <\S+@(?P<device>[^>]+)>",
-        Alignment::Discard,
-        None,
     );
-    cron.name = Some("cron".into());
     let (p, _) = Policies::new(devices(), vec![mdadm, cron], vec![]);
     let d = evaluate(
         &p,

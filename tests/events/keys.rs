@@ -242,13 +242,7 @@ async fn each_service_is_its_own_event_and_a_recovery_clears_only_its_own() {
         )
         .await
         .expect("age");
-    let client = db.client().await;
-    assert_eq!(
-        mailops::store::events::expire(&client)
-            .await
-            .expect("sweep"),
-        1
-    );
+    assert_eq!(super::sweep(&db).await, 1);
     let active: Vec<(String, String)> = events(&db)
         .await
         .into_iter()
