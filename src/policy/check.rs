@@ -61,11 +61,36 @@ impl Kind {
 
     /// How keys of this kind are compared: ASCII case folded for device names (as alerts are
     /// matched to devices) and addresses, exactly for the other names.
-    fn fold(self, key: &str) -> String {
+    pub(super) fn fold(self, key: &str) -> String {
         match self {
             Kind::Device => key.to_ascii_lowercase(),
             Kind::Originator | Kind::User => address_key(key),
             _ => key.to_owned(),
+        }
+    }
+}
+
+/// How an originator is identified: by its name, or by its address when it has none.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(super) enum OriginatorKey {
+    Name(String),
+    Address(String),
+}
+
+impl OriginatorKey {
+    pub(super) fn of(name: Option<&str>, address: &str) -> OriginatorKey {
+        match name {
+            Some(name) => OriginatorKey::Name(name.to_owned()),
+            None => OriginatorKey::Address(address_key(address)),
+        }
+    }
+}
+
+impl std::fmt::Display for OriginatorKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OriginatorKey::Name(name) => f.write_str(name),
+            OriginatorKey::Address(address) => f.write_str(address),
         }
     }
 }

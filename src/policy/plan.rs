@@ -4,7 +4,7 @@
 use std::collections::{HashMap, HashSet};
 use std::hash::Hash;
 
-use super::check::{Kind, Labels, Problems};
+use super::check::{Kind, Labels, OriginatorKey, Problems};
 use super::file::{EventPolicyEntry, PolicyFile};
 use super::roundtrip_plan::plan_roundtrips;
 use super::summary::{Counts, Summary};
@@ -299,22 +299,6 @@ fn plan_devices<'f>(
     }
     plan.ops.extend(assigned);
     ids
-}
-
-/// How an originator is identified: by its name, or by its address when it has none.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-enum OriginatorKey {
-    Name(String),
-    Address(String),
-}
-
-impl OriginatorKey {
-    fn of(name: Option<&str>, address: &str) -> OriginatorKey {
-        match name {
-            Some(name) => OriginatorKey::Name(name.to_owned()),
-            None => OriginatorKey::Address(address_key(address)),
-        }
-    }
 }
 
 /// Originator policies, keyed by name or else by [`address_key`], positioned in file order

@@ -7,13 +7,12 @@ use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 
-use super::check::{Kind, Labels, Problems};
+use super::check::{Kind, Labels, OriginatorKey, Problems};
 use super::file::{
     DeviceEntry, Entries, EventPolicyEntry, OriginatorEntry, PolicyFile, QueueEntry,
     RoundtripEntry, TicketPolicyEntry, TicketTemplateEntry, UserEntry,
 };
 use super::packs;
-use crate::route::address_key;
 
 /// The top-level key that names the files a policy file includes.
 const INCLUDE: &str = "include";
@@ -214,43 +213,35 @@ impl Merged {
             own,
         };
         let f = &mut self.file;
-        let name = |name: &String| name.clone();
-        to.place(&mut f.devices, file.devices, Kind::Device, |e| {
-            e.name.to_ascii_lowercase()
-        });
-        to.place(
+        to.place(&mut f.devices, file.devices, Kind::Device, |e| &e.name);
+        to.place_by(
             &mut f.originators,
             file.originators,
             Kind::Originator,
-            |e| match &e.name {
-                Some(name) => format!("name {name}"),
-                None => format!("address {}", address_key(&e.address)),
-            },
+            |e| OriginatorKey::of(e.name.as_deref(), &e.address).to_string(),
         );
         to.place(
             &mut f.event_policies,
             file.event_policies,
             Kind::EventPolicy,
-            |e| name(&e.name),
+            |e| &e.name,
         );
-        to.place(&mut f.users, file.users, Kind::User, |e| {
-            address_key(&e.email)
-        });
-        to.place(&mut f.queues, file.queues, Kind::Queue, |e| name(&e.name));
+        to.place(&mut f.users, file.users, Kind::User, |e| &e.email);
+        to.place(&mut f.queues, file.queues, Kind::Queue, |e| &e.name);
         to.place(
             &mut f.ticket_templates,
             file.ticket_templates,
             Kind::TicketTemplate,
-            |e| name(&e.name),
+            |e| &e.name,
         );
         to.place(
             &mut f.ticket_policies,
             file.ticket_policies,
             Kind::TicketPolicy,
-            |e| name(&e.name),
+            |e| &e.name,
         );
         to.place(&mut f.roundtrips, file.roundtrips, Kind::Roundtrip, |e| {
-            name(&e.name)
+            &e.name
         });
     }
 }
@@ -264,9 +255,14 @@ struct Placing<'a> {
 }
 
 impl Placing<'_> {
+    /// [`Placing::place_by`] the kind's key field, compared as the kind compares it.
+    fn place<T>(&mut self, into: &mut Vec<T>, entries: Vec<T>, kind: Kind, key: fn(&T) -> &String) {
+        self.place_by(into, entries, kind, |e| kind.fold(key(e)));
+    }
+
     /// Appends `entries` to `into`; one whose key is there already replaces that entry when
     /// the including file's own, else it is a clash between two includes.
-    fn place<T>(
+    fn place_by<T>(
         &mut self,
         into: &mut Vec<T>,
         entries: Vec<T>,
@@ -569,7 +565,7 @@ alignment = "discard"
         assert_eq!(both.len(), 2, "{both:?}");
         assert!(
             both[0].starts_with(
-                "include \"b.toml\": originator \"name nagios\" is also in \"a.toml\""
+                "include \"b.toml\": originator \"nagios\" is also in \"a.toml\""
             ),
             "{both:?}"
         );
