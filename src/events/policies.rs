@@ -361,6 +361,12 @@ impl Policies {
     }
 }
 
+/// Whether an entry of an event policy's `originators` stands for the originator with this
+/// name and address (stored folded): its name, or else its address, ignoring case.
+pub fn scope_names(entry: &str, name: Option<&str>, address: &str) -> bool {
+    name == Some(entry) || address == address_key(entry)
+}
+
 /// An event policy compiled: its matchers, templates and maps, its scope resolved against the
 /// originators and devices (entries naming nothing are reported in `problems`).
 fn compile_event_policy(
@@ -390,10 +396,7 @@ fn compile_event_policy(
         for entry in &policy.originators {
             let found: Vec<i64> = originators
                 .iter()
-                .filter(|o| {
-                    o.policy.name.as_deref() == Some(entry.as_str())
-                        || o.policy.address == address_key(entry)
-                })
+                .filter(|o| scope_names(entry, o.policy.name.as_deref(), &o.policy.address))
                 .map(|o| o.policy.id)
                 .collect();
             if found.is_empty() {

@@ -13,6 +13,7 @@ use super::Model;
 use crate::events::model::{
     compile_regex, Device, EventPolicy, MatchLogic, Originator, PatternType,
 };
+use crate::events::policies::scope_names;
 use crate::events::template::Template as MessageTemplate;
 use crate::roundtrip::model::RoundtripPolicy;
 use crate::route::address_key;
@@ -541,11 +542,10 @@ impl<'a> Originators<'a> {
     /// The indexes in `all` of the originators a scope entry (a name, or an address) stands
     /// for.
     fn named(&self, entry: &str) -> Vec<usize> {
-        let address = address_key(entry);
         self.all
             .iter()
             .enumerate()
-            .filter(|(_, (name, a, _))| *name == Some(entry) || *a == address)
+            .filter(|(_, (name, address, _))| scope_names(entry, *name, address))
             .map(|(i, _)| i)
             .collect()
     }

@@ -564,9 +564,7 @@ alignment = "discard"
         let both = dir.read("both.toml").unwrap_err();
         assert_eq!(both.len(), 2, "{both:?}");
         assert!(
-            both[0].starts_with(
-                "include \"b.toml\": originator \"nagios\" is also in \"a.toml\""
-            ),
+            both[0].starts_with("include \"b.toml\": originator \"nagios\" is also in \"a.toml\""),
             "{both:?}"
         );
         let cycle = dir.read("self.toml").unwrap_err();
