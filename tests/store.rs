@@ -194,7 +194,7 @@ async fn a_redelivery_is_answered_250_and_stores_nothing_new() {
     let (_config, server) = ready(&db).await;
     let rcpts = ["notify@mon.example.com"];
 
-    // Postfix's queue id (XFORWARD IDENT) identifies the message, whatever the bytes.
+    // Postfix's queue id (XFORWARD IDENT) with the content identifies the message.
     let mut c = Client::connect(&server.addr).await;
     let (_, first) = c
         .transaction(Some("4ZKq1"), "a@example.com", &rcpts, MESSAGE)
@@ -214,15 +214,20 @@ async fn a_redelivery_is_answered_250_and_stores_nothing_new() {
     assert!(again[0].contains("already stored"), "{again:?}");
     assert_eq!(count(&db).await, 2);
 
-    // ...and other content, or another queue id, is another message.
+    // ...and other content, or another queue id, is another message; so is other content
+    // under a queue id a Postfix with short ids used before (issue 16).
     let other = MESSAGE.replace("Input power failed", "Input power restored");
     let (_, third) = c.transaction(None, "a@example.com", &rcpts, &other).await;
     let (_, fourth) = c
         .transaction(Some("4ZKq2"), "a@example.com", &rcpts, MESSAGE)
         .await;
+    let (_, reused) = c
+        .transaction(Some("4ZKq1"), "a@example.com", &rcpts, &other)
+        .await;
     assert!(third[0].contains("stored as"), "{third:?}");
     assert!(fourth[0].contains("stored as"), "{fourth:?}");
-    assert_eq!(count(&db).await, 4);
+    assert!(reused[0].contains("stored as"), "{reused:?}");
+    assert_eq!(count(&db).await, 5);
 }
 
 /// Deliveries handed over at once: on this single-threaded test runtime, all are queued before

@@ -28,8 +28,9 @@ pub struct Inbound {
 }
 
 /// What recognises one message however often and to however many recipients it is delivered:
-/// Postfix's queue id (unique with `enable_long_queue_ids`) when XFORWARD gave it, else a hash of
-/// sender and content.
+/// Postfix's queue id (from XFORWARD) with the content, else the sender with the content. A
+/// queue id alone would do behind a Postfix with `enable_long_queue_ids`; with short ids,
+/// reused after the message left the queue, a later message must not pass for it.
 pub fn message_key(envelope: &Envelope, raw_digest: &[u8]) -> String {
     let mut h = Sha256::new();
     match &envelope.queue_id {
@@ -40,10 +41,10 @@ pub fn message_key(envelope: &Envelope, raw_digest: &[u8]) -> String {
         None => {
             h.update(b"content\0");
             h.update(envelope.mail_from.as_bytes());
-            h.update(b"\0");
-            h.update(raw_digest);
         }
     }
+    h.update(b"\0");
+    h.update(raw_digest);
     crate::hex(&h.finalize())
 }
 
@@ -119,7 +120,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn keys_follow_queue_id_else_content() {
+    fn keys_follow_queue_id_or_sender_and_content() {
         let mut env = Envelope {
             mail_from: "a@example.com".into(),
             ..Envelope::default()
@@ -134,8 +135,11 @@ mod tests {
 
         env.queue_id = Some("4ZKfQd3Xp9z1xyz".into());
         let by_queue = message_key(&env, &d1);
-        assert_eq!(by_queue, message_key(&env, &d2));
+        // A reused queue id with other content is another message.
+        assert_ne!(by_queue, message_key(&env, &d2));
         assert_ne!(by_queue, by_content);
+        env.mail_from = "b@example.com".into();
+        assert_eq!(by_queue, message_key(&env, &d1));
         assert_eq!(idempotency_key(&by_queue, "notify@x.example").len(), 64);
     }
 }
