@@ -151,10 +151,12 @@ fn find_end_tag(html: &str, from: usize, name: &str) -> Option<usize> {
     while let Some(n) = memchr::memchr(b'<', &bytes[i..]) {
         i += n;
         let rest = &html[i..];
-        if rest.len() > name.len() + 2
-            && rest.as_bytes()[1] == b'/'
-            && rest[2..2 + name.len()].eq_ignore_ascii_case(name)
-            && !rest.as_bytes()[2 + name.len()].is_ascii_alphanumeric()
+        let bytes = rest.as_bytes();
+        // Bytes, not `str` slices: the text after `</` may end inside a character.
+        if bytes.len() > name.len() + 2
+            && bytes[1] == b'/'
+            && bytes[2..2 + name.len()].eq_ignore_ascii_case(name.as_bytes())
+            && !bytes[2 + name.len()].is_ascii_alphanumeric()
         {
             return Some(rest.find('>').map_or(html.len(), |end| i + end + 1));
         }
@@ -325,6 +327,9 @@ instance = node01:9100<br />job = node<br />";
         assert_eq!(to_text(""), "");
         assert_eq!(to_text("<"), "<");
         assert_eq!(to_text("</"), "</");
+        // A hidden element's end is looked for in bytes: a character straddling where its name
+        // would end is no end tag (found by fuzzing).
+        assert_eq!(to_text("<style>x</sty\u{fffd}>y</style>z"), "z");
     }
 
     #[test]
