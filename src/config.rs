@@ -254,11 +254,15 @@ fn default_mynetworks() -> Vec<String> {
     vec!["127.0.0.0/8".into(), "::1/128".into()]
 }
 fn default_queue_directory() -> PathBuf {
-    "/var/spool/postfix".into()
+    "/var/spool/postfix-mailops".into()
 }
 fn default_data_directory() -> PathBuf {
-    "/var/lib/postfix".into()
+    "/var/lib/postfix-mailops".into()
 }
+
+/// The system Postfix's own directories (Debian's and Postfix's defaults): an instance of
+/// mailops's sharing one would share its queue or its pid and lock files.
+const SYSTEM_POSTFIX_DIRECTORIES: [&str; 2] = ["/var/spool/postfix", "/var/lib/postfix"];
 
 impl fmt::Debug for Database {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -491,6 +495,20 @@ impl Config {
         ] {
             if !dir.is_absolute() {
                 problems.push(format!("{key}: must be an absolute path"));
+            } else if SYSTEM_POSTFIX_DIRECTORIES
+                .iter()
+                .any(|system| Path::new(system) == dir.components().collect::<PathBuf>())
+            {
+                problems.push(format!(
+                    "{key}: {} is the system Postfix's; this instance needs its own (the default is {})",
+                    dir.display(),
+                    if key.ends_with("queue_directory") {
+                        default_queue_directory()
+                    } else {
+                        default_data_directory()
+                    }
+                    .display()
+                ));
             }
         }
     }
@@ -735,6 +753,28 @@ mynetworks = ["127.0.0.0/8", "[::1]/128"]
         assert_eq!(c.lmtp.listen, Listen::Unix("/run/mailops/lmtp.sock".into()));
         assert_eq!(c.postfix.smtpd_listen.port(), 2525);
         assert_eq!(c.myhostname(), "mon.example.com");
+    }
+
+    #[test]
+    fn the_instance_has_directories_of_its_own() {
+        let c = Config::parse(GOOD, None).expect("valid");
+        assert_eq!(
+            (c.postfix.queue_directory, c.postfix.data_directory),
+            (
+                PathBuf::from("/var/spool/postfix-mailops"),
+                PathBuf::from("/var/lib/postfix-mailops")
+            )
+        );
+        let text = format!(
+            "{GOOD}queue_directory = \"/var/spool/postfix/\"\ndata_directory = \"/var/lib//postfix\"\n"
+        );
+        assert_eq!(
+            Config::parse(&text, None).unwrap_err(),
+            [
+                "postfix.queue_directory: /var/spool/postfix/ is the system Postfix's; this instance needs its own (the default is /var/spool/postfix-mailops)",
+                "postfix.data_directory: /var/lib//postfix is the system Postfix's; this instance needs its own (the default is /var/lib/postfix-mailops)",
+            ]
+        );
     }
 
     #[test]

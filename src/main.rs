@@ -81,6 +81,8 @@ async fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        // Colour only on a terminal: a log file or journal gets plain lines.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
     never_world_writable();
@@ -102,8 +104,18 @@ async fn main() -> anyhow::Result<()> {
             for path in written {
                 println!("{}", path.display());
             }
+            match mailops::postfix::log_file(&config) {
+                Some(file) => eprintln!("Postfix logs to {}", file.display()),
+                None => eprintln!("Postfix logs to syslog (syslog_name postfix-mailops)"),
+            }
         }
-        Command::CheckConfig => println!("{}: ok", cli.config.display()),
+        Command::CheckConfig => {
+            println!("{}: ok", cli.config.display());
+            println!(
+                "postfix.mynetworks: {} may send mail to any domain through this instance",
+                config.postfix.mynetworks.join(", ")
+            );
+        }
         Command::Policy { command } => policy(&config, command).await?,
         Command::SmtpTest { send_to } => smtp_test(&config, send_to.as_deref()).await?,
     }

@@ -175,7 +175,14 @@ pub fn render(config: &Config) -> Result<Vec<File>, Error> {
 /// Renders the files and writes each into `dir` (created if missing) by rename, so Postfix
 /// never reads half a file. Returns the paths written.
 pub fn write(config: &Config, dir: &Path) -> Result<Vec<PathBuf>, Error> {
-    let files = render(config)?;
+    let files = match (&config.postfix.maillog_file, log_file(config)) {
+        (None, Some(file)) => {
+            let mut config = config.clone();
+            config.postfix.maillog_file = Some(file);
+            render(&config)?
+        }
+        _ => render(config)?,
+    };
     fs::create_dir_all(dir).map_err(|source| Error::Write {
         path: dir.into(),
         source,
@@ -194,6 +201,21 @@ pub fn write(config: &Config, dir: &Path) -> Result<Vec<PathBuf>, Error> {
         written.push(path);
     }
     Ok(written)
+}
+
+/// Where the instance logs when there is no syslog socket and `[postfix] maillog_file` is not
+/// set (containers and minimal systems run no syslog daemon: Postfix would log nowhere).
+pub const DEFAULT_MAILLOG_FILE: &str = "/var/log/postfix-mailops.log";
+
+/// The file the generated instance logs to: `[postfix] maillog_file`, else
+/// [`DEFAULT_MAILLOG_FILE`] when this machine has no syslog socket (`/dev/log`); `None`:
+/// syslog.
+pub fn log_file(config: &Config) -> Option<PathBuf> {
+    config
+        .postfix
+        .maillog_file
+        .clone()
+        .or_else(|| (!Path::new("/dev/log").exists()).then(|| DEFAULT_MAILLOG_FILE.into()))
 }
 
 /// Writes `file` to a temporary name beside `path`, then renames it into place.

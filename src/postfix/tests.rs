@@ -321,7 +321,11 @@ fn a_database_url_postfix_cannot_use_is_reported_with_its_key() {
 fn write_replaces_files_with_their_modes() {
     let dir = std::env::temp_dir().join(format!("mailops-postfix-unit-{}", std::process::id()));
     let _ = fs::remove_dir_all(&dir);
-    let c = config(&[]);
+    // A log file of its own, so what is written is what renders on any machine.
+    let c = config(&[(
+        "data_directory = \"/var/lib/postfix-mailops\"",
+        "data_directory = \"/var/lib/postfix-mailops\"\nmaillog_file = \"/var/log/mail-x.log\"",
+    )]);
     let paths = write(&c, &dir.join("etc")).expect("writes");
     let paths2 = write(&c, &dir.join("etc")).expect("writes again");
     assert_eq!(paths, paths2);
@@ -352,4 +356,25 @@ fn the_docker_configuration_reaches_mailops_and_postgres_by_name() {
     let cf = &file(&files, RECIPIENTS_CF).contents;
     assert_eq!(param(cf, "hosts").as_deref(), Some("inet:postgres:5432"));
     assert_eq!(param(cf, "password").as_deref(), Some("mailops"));
+}
+
+#[test]
+fn without_maillog_file_postfix_logs_to_syslog_or_where_there_is_none_to_a_file() {
+    let dir = std::env::temp_dir().join(format!("mailops-postfix-log-{}", std::process::id()));
+    let written = write(&config(&[]), &dir).expect("written");
+    assert!(written.iter().any(|p| p.ends_with("main.cf")));
+    let main = std::fs::read_to_string(dir.join("main.cf")).expect("main.cf");
+    let master = std::fs::read_to_string(dir.join("master.cf")).expect("master.cf");
+    let _ = std::fs::remove_dir_all(&dir);
+    if Path::new("/dev/log").exists() {
+        assert_eq!(param(&main, "maillog_file"), None);
+        assert_eq!(log_file(&config(&[])), None);
+    } else {
+        assert_eq!(
+            param(&main, "maillog_file").as_deref(),
+            Some(DEFAULT_MAILLOG_FILE)
+        );
+        assert!(master.contains("postlogd"), "{master}");
+        assert_eq!(log_file(&config(&[])), Some(DEFAULT_MAILLOG_FILE.into()));
+    }
 }
