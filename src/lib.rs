@@ -21,6 +21,7 @@ pub mod roundtrip;
 pub mod route;
 pub mod serve;
 pub mod state;
+pub mod stop;
 pub mod store;
 pub mod tickets;
 

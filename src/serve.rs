@@ -14,6 +14,7 @@ use crate::events::expire;
 use crate::outbound::outbox;
 use crate::outbound::smtp::Settings;
 use crate::state::{self, Current};
+use crate::stop::Stopper;
 use crate::{lmtp, store};
 use crate::{roundtrip, route};
 
@@ -68,35 +69,30 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     };
     let current = Current::default();
     let (loaded, policies_loaded) = oneshot::channel();
-    let mut background = vec![
-        tokio::spawn(state::watch(
-            config.database.url.clone(),
-            pool.clone(),
-            current.clone(),
-            loaded,
-        )),
-        tokio::spawn(expire::expire_events(pool.clone())),
-    ];
+    // Background jobs: each finishes its unit of work when told to stop, never aborted.
+    let mut background = Stopper::new();
+    let (url, p, c) = (config.database.url.clone(), pool.clone(), current.clone());
+    background.spawn("policy watcher", move |stop| {
+        state::watch(url, p, c, loaded, stop)
+    });
+    let p = pool.clone();
+    background.spawn("event expiry", move |stop| expire::expire_events(p, stop));
     // No mail is taken before the policies are in memory.
     tokio::select! {
         _ = policies_loaded => {}
         () = &mut shutdown => {
-            background.iter().for_each(|task| task.abort());
+            background.stop().await;
             return Ok(());
         }
     }
     match &outbound {
         Some((o, settings)) => {
-            background.push(tokio::spawn(outbox::work(
-                pool.clone(),
-                Arc::clone(o),
-                Arc::clone(settings),
-            )));
-            background.push(tokio::spawn(roundtrip::schedule::run(
-                pool.clone(),
-                current.clone(),
-                Arc::clone(o),
-            )));
+            let (p, o2, s) = (pool.clone(), Arc::clone(o), Arc::clone(settings));
+            background.spawn("outbox", move |stop| outbox::work(p, o2, s, stop));
+            let (p, c, o2) = (pool.clone(), current.clone(), Arc::clone(o));
+            background.spawn("round-trip scheduler", move |stop| {
+                roundtrip::schedule::run(p, c, o2, stop)
+            });
         }
         None if !current.get().roundtrips.is_empty() => {
             tracing::warn!("round-trip policies need [outbound]: no probes are sent");
@@ -116,7 +112,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         EventSettings::from(&config.inbound),
         outbound.map(|(o, _)| o),
     ));
-    lmtp::serve(
+    let served = lmtp::serve(
         listener,
         backend,
         limits(&config),
@@ -127,10 +123,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     .map_err(|source| Error::Listen {
         listen: config.lmtp.listen.to_string(),
         source,
-    })?;
-    for task in background {
-        task.abort();
-    }
+    });
+    // Mail has stopped: the background jobs finish what they are doing, then serve ends.
+    background.stop().await;
+    served?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -12,6 +12,7 @@ use tokio_postgres::{AsyncMessage, NoTls};
 use crate::roundtrip::model::RoundtripPolicy;
 use crate::roundtrip::token::Key;
 use crate::route::Router;
+use crate::stop::Stop;
 use crate::{events, store, tickets};
 
 /// The channel the policy tables' triggers notify on every change (see `sql/`).
@@ -83,20 +84,33 @@ pub async fn load(pool: &Pool) -> Result<State, store::Error> {
 }
 
 /// Loads the state into `current` (then says so on `loaded`) and reloads it whenever the
-/// policies change, for as long as it runs. A lost listening connection is reopened, and the
-/// state reloaded, since changes may have been missed meanwhile.
-pub async fn watch(url: String, pool: Pool, current: Current, loaded: oneshot::Sender<()>) {
+/// policies change, until told to stop (a load is only a read: stopping drops it). A lost
+/// listening connection is reopened, and the state reloaded, since changes may have been
+/// missed meanwhile.
+pub async fn watch(
+    url: String,
+    pool: Pool,
+    current: Current,
+    loaded: oneshot::Sender<()>,
+    mut stop: Stop,
+) {
     let mut loaded = Some(loaded);
     let mut delay = Duration::from_millis(250);
     loop {
-        match listen(&url, &pool, &current, &mut loaded).await {
+        let listened = tokio::select! {
+            listened = listen(&url, &pool, &current, &mut loaded) => listened,
+            () = stop.requested() => return,
+        };
+        match listened {
             Ok(()) => delay = Duration::from_millis(250),
             Err(e) => {
                 tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "policy listener");
                 delay = (delay * 2).min(Duration::from_secs(10));
             }
         }
-        tokio::time::sleep(delay).await;
+        if !stop.sleep(delay).await {
+            return;
+        }
     }
 }
 

@@ -1,8 +1,8 @@
 //! Outbound mail against a real gateway (Postfix with Dovecot SASL, started by the harness):
 //! `smtp-test`, the encryption × authentication matrix, failures, the alternate gateway, a
-//! gateway that is down for a while, two workers on one outbox, and XOAUTH2 with tokens from
-//! the gateway's authorization server (fetched once, refreshed when refused or expired, a
-//! refused refresh token).
+//! gateway that is down for a while, two workers on one outbox, a notice in flight when serve
+//! is told to stop, and XOAUTH2 with tokens from the gateway's authorization server (fetched
+//! once, refreshed when refused or expired, a refused refresh token).
 
 mod common;
 
@@ -11,8 +11,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::db::TestDb;
-use common::gateway::Gateway;
+use common::gateway::{Gateway, HeldPolicy};
 use common::postfix::{free_port, unique_temp_dir};
+use common::serve::Serve;
 use mailops::config::{Config, Outbound};
 use mailops::outbound::outbox::{self, Notice};
 use mailops::outbound::smtp::Settings;
@@ -411,9 +412,11 @@ async fn two_workers_never_send_a_row_twice_and_the_switches_hold() {
     );
     let o = std::sync::Arc::new(outbound(&c).clone());
     let id = queue(&db, &o, &notice("eve@mailbox.test", "blocked")).await;
-    let worker = tokio::spawn(outbox::work(db.pool.clone(), o, settings));
+    let mut worker = mailops::stop::Stopper::new();
+    let pool = db.pool.clone();
+    worker.spawn("outbox", move |stop| outbox::work(pool, o, settings, stop));
     tokio::time::sleep(Duration::from_secs(2)).await;
-    worker.abort();
+    worker.stop().await;
     assert_eq!(row(&db, id).await.0, "queued");
 }
 
@@ -625,4 +628,50 @@ async fn smtp_test_with_xoauth2_reports_the_token_and_never_a_secret() {
         text.contains("outbound.oauth2.client_id: needed with outbound.auth = \"xoauth2\""),
         "{text}"
     );
+}
+
+/// SIGTERM while the gateway holds back its `250` for a notice: serve waits for the answer,
+/// records the notice as sent, then exits; after a restart the notice is not sent again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_notice_in_flight_at_shutdown_is_sent_once() {
+    let db = TestDb::new().await;
+    let g = Gateway::start();
+    let dir = unique_temp_dir("mailops-outbound-shutdown");
+    let (c, file) = config(&dir, &db, &g, g.held, "encryption = \"none\"");
+    let mut policy = HeldPolicy::start(g.held_policy).await;
+    let id = queue(
+        &db,
+        outbound(&c),
+        &notice("frank@mailbox.test", "held back"),
+    )
+    .await;
+
+    let serve = Serve::start(&file, &c);
+    policy.wait_until_held(Duration::from_secs(30)).await;
+    // SIGTERM now: serve stops taking mail, but the send in progress is its unit of work.
+    let stopping = tokio::task::spawn_blocking(move || serve.stop());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        !stopping.is_finished(),
+        "serve exited while a send was in progress"
+    );
+    assert_eq!(row(&db, id).await.0, "queued");
+    policy.release();
+    let status = stopping.await.expect("stopped");
+    assert!(status.success(), "serve exited with {status}");
+    assert_eq!(
+        row(&db, id).await.0,
+        "sent",
+        "committed before serve exited"
+    );
+    assert_eq!(g.wait_for_messages(1, Duration::from_secs(20)).len(), 1);
+
+    // Restarted, serve finds nothing left to send.
+    let serve = Serve::start(&file, &c);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(serve.stop().success());
+    assert_eq!(row(&db, id).await.0, "sent");
+    assert_eq!(row(&db, id).await.1, 1, "one attempt");
+    assert_eq!(g.messages().len(), 1, "the notice arrived once");
+    let _ = std::fs::remove_dir_all(&dir);
 }

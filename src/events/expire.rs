@@ -4,16 +4,15 @@ use std::time::Duration;
 
 use deadpool_postgres::Pool;
 
+use crate::stop::Stop;
 use crate::store;
 
 /// How often active events are checked for expiry.
 const EXPIRY_INTERVAL: Duration = Duration::from_secs(60);
 
-/// Clears expired events every minute, for as long as it runs.
-pub async fn expire_events(pool: Pool) {
-    let mut tick = tokio::time::interval(EXPIRY_INTERVAL);
+/// Clears expired events every minute until told to stop.
+pub async fn expire_events(pool: Pool, mut stop: Stop) {
     loop {
-        tick.tick().await;
         let cleared = async {
             let client = pool.get().await?;
             Ok::<_, store::Error>(store::events::expire(&client).await?)
@@ -22,6 +21,9 @@ pub async fn expire_events(pool: Pool) {
             Ok(0) => {}
             Ok(n) => tracing::info!(events = n, "expired events cleared"),
             Err(e) => tracing::warn!(error = %e, "clearing expired events"),
+        }
+        if !stop.sleep(EXPIRY_INTERVAL).await {
+            return;
         }
     }
 }

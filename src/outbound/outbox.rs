@@ -13,6 +13,7 @@ use tokio_postgres::GenericClient;
 
 use super::smtp::{self, Settings};
 use crate::config::Outbound;
+use crate::stop::Stop;
 use crate::store;
 
 /// A message for mailops to send.
@@ -195,9 +196,10 @@ pub fn backoff(attempts: i32) -> Duration {
     Duration::from_secs(30 << doublings).min(Duration::from_secs(3600))
 }
 
-/// Sends due outbox rows for as long as it runs.
-pub async fn work(pool: Pool, o: Arc<Outbound>, settings: Arc<Settings>) {
-    loop {
+/// Sends due outbox rows until told to stop. A send in progress is finished (the gateway's
+/// answer recorded and committed) before it stops, so a notice is never sent twice.
+pub async fn work(pool: Pool, o: Arc<Outbound>, settings: Arc<Settings>, mut stop: Stop) {
+    while !stop.stopping() {
         let pause = if o.block_outgoing {
             Duration::from_secs(5)
         } else {
@@ -210,7 +212,9 @@ pub async fn work(pool: Pool, o: Arc<Outbound>, settings: Arc<Settings>) {
                 }
             }
         };
-        tokio::time::sleep(pause).await;
+        if !stop.sleep(pause).await {
+            break;
+        }
     }
 }
 

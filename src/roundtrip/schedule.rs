@@ -12,6 +12,7 @@ use tokio::time::Instant;
 use super::model::RoundtripPolicy;
 use crate::config::Outbound;
 use crate::state::Current;
+use crate::stop::Stop;
 use crate::store;
 
 /// How often unanswered probes are checked, and the longest the scheduler sleeps.
@@ -57,8 +58,8 @@ impl Schedule {
     }
 }
 
-/// Queues probes and times them out for as long as it runs.
-pub async fn run(pool: Pool, current: Current, o: Arc<Outbound>) {
+/// Queues probes and times them out until told to stop (a round in progress is finished).
+pub async fn run(pool: Pool, current: Current, o: Arc<Outbound>, mut stop: Stop) {
     let mut schedule = Schedule::default();
     loop {
         let state = current.get();
@@ -86,7 +87,9 @@ pub async fn run(pool: Pool, current: Current, o: Arc<Outbound>) {
             Ok(n) => tracing::warn!(probes = n, "round-trip probes timed out"),
             Err(e) => tracing::warn!(error = %e, "round-trip timeouts"),
         }
-        tokio::time::sleep_until(schedule.wake(Instant::now())).await;
+        if !stop.sleep_until(schedule.wake(Instant::now())).await {
+            return;
+        }
     }
 }
 

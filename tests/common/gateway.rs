@@ -8,6 +8,8 @@
 //! - `smtps`: TLS from the first byte (RFC 8314 implicit TLS), AUTH offered.
 //! - `plain`: no TLS at all, AUTH offered in the clear (encryption = none with a password).
 //! - `open`: no TLS, no AUTH; relays for 127.0.0.0/8 (an unauthenticated gateway).
+//! - `held`: as `open`, but its answer to the end of DATA waits for the test's Postfix policy
+//!   service at `held_policy` ([`HeldPolicy`]): a gateway slow to say `250`.
 //!
 //! Each listener that takes AUTH offers PLAIN, LOGIN, CRAM-MD5 and XOAUTH2, and relays only
 //! for an authenticated client (`554 5.7.1` at RCPT otherwise). A wrong password gets
@@ -50,6 +52,11 @@ pub struct Gateway {
     pub plain: SocketAddr,
     /// No TLS, no AUTH: relays for clients in 127.0.0.0/8.
     pub open: SocketAddr,
+    /// As `open`, its end of DATA answered once the policy service at `held_policy` says.
+    pub held: SocketAddr,
+    /// Where `held` asks its policy service (`smtpd_end_of_data_restrictions`); nothing
+    /// listens there until a test starts a [`HeldPolicy`] (and then `held` answers `451`).
+    pub held_policy: SocketAddr,
     /// The one account Dovecot knows.
     pub username: String,
     /// Its password, new for every gateway.
@@ -82,7 +89,7 @@ impl Gateway {
         // Postfix's and Dovecot's unprivileged processes reach the SASL socket, the
         // Maildir and the password file through this directory, whatever the umask.
         set_mode(&dir, 0o755);
-        let [submission, smtps, plain, open] = free_ports();
+        let [submission, smtps, plain, open, held, held_policy] = free_ports();
         let username = "mailops@example.com".to_owned();
         let mut gateway = Gateway {
             config_dir: dir.join("postfix"),
@@ -90,6 +97,8 @@ impl Gateway {
             smtps,
             plain,
             open,
+            held,
+            held_policy,
             // Hex: no `:` to break the password file.
             password: random_hex(12),
             oauth: AuthServer::start(&username),
@@ -126,6 +135,8 @@ impl Gateway {
                 gateway.smtps,
                 gateway.plain,
                 gateway.open,
+                gateway.held,
+                gateway.held_policy,
             ] = free_ports();
             gateway.write_master_cf();
         }
@@ -498,6 +509,12 @@ smtpd_tls_mandatory_protocols = >=TLSv1.2
   -o smtpd_tls_security_level=none
   -o smtpd_sasl_auth_enable=no
   -o smtpd_relay_restrictions=permit_mynetworks,reject
+{held} inet n - n - - smtpd
+  -o syslog_name=postfix-gateway/held
+  -o smtpd_tls_security_level=none
+  -o smtpd_sasl_auth_enable=no
+  -o smtpd_relay_restrictions=permit_mynetworks,reject
+  -o smtpd_end_of_data_restrictions=check_policy_service,inet:{held_policy}
 pickup    unix  n - n 60    1 pickup
 cleanup   unix  n - n -     0 cleanup
 qmgr      unix  n - n 300   1 qmgr
@@ -522,6 +539,8 @@ postlog   unix-dgram n - n - 1 postlogd
                 smtps = self.smtps,
                 plain = self.plain,
                 open = self.open,
+                held = self.held,
+                held_policy = self.held_policy,
             ),
         );
     }
@@ -529,7 +548,13 @@ postlog   unix-dgram n - n - 1 postlogd
     /// Waits up to 10 s until every listener accepts connections (`up`) or refuses them.
     fn wait_for_listeners(&self, up: bool) -> bool {
         super::postfix::wait_for_listeners(
-            &[self.submission, self.smtps, self.plain, self.open],
+            &[
+                self.submission,
+                self.smtps,
+                self.plain,
+                self.open,
+                self.held,
+            ],
             up,
         )
     }
@@ -572,10 +597,10 @@ pub fn require_dovecot() {
     );
 }
 
-/// Four distinct ports on 127.0.0.1 that were free a moment ago.
-fn free_ports() -> [SocketAddr; 4] {
+/// Distinct ports on 127.0.0.1 that were free a moment ago.
+fn free_ports<const N: usize>() -> [SocketAddr; N] {
     loop {
-        let ports = [free_port(), free_port(), free_port(), free_port()];
+        let ports: [u16; N] = std::array::from_fn(|_| free_port());
         let distinct = (1..ports.len()).all(|i| !ports[..i].contains(&ports[i]));
         if distinct {
             return ports.map(|p| SocketAddr::from((Ipv4Addr::LOCALHOST, p)));
@@ -643,4 +668,69 @@ fn read_lossy(path: &Path) -> String {
     std::fs::read(path)
         .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
         .unwrap_or_default()
+}
+
+/// The Postfix policy service (the SMTPD access policy delegation protocol) that the gateway's
+/// `held` listener asks at the end of DATA: it answers the first request only once the test
+/// releases it, so the client waits for its `250`; later requests at once.
+pub struct HeldPolicy {
+    arrived: Option<tokio::sync::oneshot::Receiver<()>>,
+    release: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl HeldPolicy {
+    /// Listens on `addr` (the gateway's `held_policy`).
+    pub async fn start(addr: SocketAddr) -> HeldPolicy {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .unwrap_or_else(|e| panic!("binding the policy service on {addr}: {e}"));
+        let (arrived_tx, arrived) = tokio::sync::oneshot::channel();
+        let (release, release_rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let mut first = Some((arrived_tx, release_rx));
+            while let Ok((stream, _)) = listener.accept().await {
+                let mut stream = BufReader::new(stream);
+                let mut line = String::new();
+                // Requests are `name=value` lines ending with an empty line.
+                while matches!(stream.read_line(&mut line).await, Ok(n) if n > 0) {
+                    if line.trim_end().is_empty() {
+                        if let Some((arrived, release)) = first.take() {
+                            let _ = arrived.send(());
+                            let _ = release.await;
+                        }
+                        if stream
+                            .get_mut()
+                            .write_all(b"action=DUNNO\n\n")
+                            .await
+                            .is_err()
+                        {
+                            break;
+                        }
+                    }
+                    line.clear();
+                }
+            }
+        });
+        HeldPolicy {
+            arrived: Some(arrived),
+            release: Some(release),
+        }
+    }
+
+    /// Waits until the first end of DATA is being held; panics after `timeout`.
+    pub async fn wait_until_held(&mut self, timeout: Duration) {
+        let arrived = self.arrived.take().expect("waited for once");
+        tokio::time::timeout(timeout, arrived)
+            .await
+            .expect("no end of DATA reached the held listener")
+            .expect("the policy service ended");
+    }
+
+    /// Lets the held end of DATA be answered.
+    pub fn release(&mut self) {
+        if let Some(release) = self.release.take() {
+            let _ = release.send(());
+        }
+    }
 }
