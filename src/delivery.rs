@@ -3,6 +3,7 @@
 //! only after COMMIT.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -28,6 +29,8 @@ const WRITERS: usize = 2;
 
 /// Stores delivered mail in PostgreSQL.
 pub struct Delivery {
+    /// Set whenever a delivery is answered `451` (see [`Delivery::deferrals`]).
+    deferred: Arc<AtomicBool>,
     pool: Pool,
     current: Current,
     settings: Settings,
@@ -83,6 +86,7 @@ impl Delivery {
         outbound: Option<Arc<Outbound>>,
     ) -> Delivery {
         Delivery {
+            deferred: Arc::default(),
             writers: group::Writers::start(pool.clone(), WRITERS),
             pool,
             current,
@@ -90,6 +94,20 @@ impl Delivery {
             outbound,
             large: tokio::sync::Semaphore::new(LARGE_BUDGET / LARGE_UNIT),
         }
+    }
+
+    /// A flag set each time a delivery is answered `451`, for whoever tells Postfix to retry
+    /// once the cause (usually the database) is gone; it clears it.
+    pub fn deferrals(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.deferred)
+    }
+
+    /// `451` for `recipient`, and the flag [`Delivery::deferrals`] set.
+    fn deferred(&self, recipient: &str, route: Option<Route>, e: &store::Error) -> Reply {
+        self.deferred.store(true, Ordering::Relaxed);
+        let route = route.map_or("", Route::as_str);
+        tracing::warn!(recipient, route, error = %e, "delivery deferred");
+        Reply::new(451, "4.3.0", "Temporary storage failure, try again later")
     }
 
     /// The route of `recipient`: from memory, else (an address added since the last reload,
@@ -190,7 +208,7 @@ impl Delivery {
             Ok(None) => {
                 return Reply::new(550, "5.1.1", format!("<{recipient}>: recipient unknown"))
             }
-            Err(e) => return deferred(recipient, None, &e),
+            Err(e) => return self.deferred(recipient, None, &e),
         };
         let row = inbound::Inbound {
             envelope: Arc::clone(&m.envelope),
@@ -250,18 +268,12 @@ impl Delivery {
                 log("duplicate", "");
                 Reply::new(250, "2.0.0", format!("<{recipient}> already stored"))
             }
-            Err(e) => deferred(recipient, Some(route), &e),
+            Err(e) => self.deferred(recipient, Some(route), &e),
         }
     }
 }
 
 /// The reply, and the log line, when a recipient's copy could not be stored.
-fn deferred(recipient: &str, route: Option<Route>, e: &store::Error) -> Reply {
-    let route = route.map_or("", Route::as_str);
-    tracing::warn!(recipient, route, error = %e, "delivery deferred");
-    Reply::new(451, "4.3.0", "Temporary storage failure, try again later")
-}
-
 impl Backend for Delivery {
     async fn accepts(&self, recipient: &str) -> bool {
         // A database error accepts: the delivery then answers 451 and Postfix retries, where

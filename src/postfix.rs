@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use crate::config::{parse_cidr, Config, Listen};
 
 mod pgsql;
+pub mod qmgr;
 
 /// main.cf: the instance's parameters.
 pub const MAIN_CF: &str = "main.cf";

@@ -1,6 +1,8 @@
 //! `mailops serve`: wait for the database, load the recipients, run the LMTP server until shutdown.
 
 use std::future::Future;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,8 +16,8 @@ use crate::events::expire;
 use crate::outbound::outbox;
 use crate::outbound::smtp::Settings;
 use crate::state::{self, Current};
-use crate::stop::Stopper;
-use crate::{lmtp, store};
+use crate::stop::{Stop, Stopper};
+use crate::{lmtp, postfix, store};
 use crate::{roundtrip, route};
 
 /// Why `serve` could not run.
@@ -107,11 +109,15 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         })?;
     tracing::info!(listen = %listener.local_addr_string(), "lmtp listening");
     let backend = Arc::new(Delivery::new(
-        pool,
+        pool.clone(),
         current,
         EventSettings::from(&config.inbound),
         outbound.map(|(o, _)| o),
     ));
+    let (queue, deferrals) = (config.postfix.queue_directory.clone(), backend.deferrals());
+    background.spawn("postfix retries", move |stop| {
+        retry_deferred(queue, pool, deferrals, stop)
+    });
     let served = lmtp::serve(
         listener,
         backend,
@@ -129,6 +135,44 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     served?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// How often, after a delivery was deferred, serve looks whether the database is back.
+const RECOVERY_CHECK: Duration = Duration::from_secs(2);
+
+/// Has Postfix retry what it deferred as soon as mail can be stored again: once now (serve is
+/// listening, perhaps after a crash or an upgrade), and whenever deliveries were answered `451`
+/// and the database answers again. Without this, deferred mail waits out Postfix's back-off
+/// (`minimal_backoff_time`, 300 s, doubling up to `maximal_backoff_time`, 4,000 s).
+async fn retry_deferred(queue: PathBuf, pool: Pool, deferrals: Arc<AtomicBool>, mut stop: Stop) {
+    let mut reached = true;
+    loop {
+        match postfix::qmgr::flush_deferred(&queue).await {
+            Ok(()) => {
+                reached = true;
+                tracing::debug!(queue = %queue.display(), "asked Postfix to retry deferred mail");
+            }
+            // Said once: a Postfix elsewhere (another host or container) retries on its own.
+            Err(e) if reached => {
+                reached = false;
+                tracing::warn!(
+                    queue = %queue.display(), error = %e,
+                    "cannot ask Postfix's queue manager to retry deferred mail: it will retry on its own schedule"
+                );
+            }
+            Err(_) => {}
+        }
+        // Until a deferral happened and the database answers again.
+        loop {
+            if !stop.sleep(RECOVERY_CHECK).await {
+                return;
+            }
+            if deferrals.load(Ordering::Relaxed) && store::ping(&pool).await.is_ok() {
+                deferrals.store(false, Ordering::Relaxed);
+                break;
+            }
+        }
+    }
 }
 
 /// Retries until the database answers and has the config's recipients: mail waits in

@@ -65,6 +65,12 @@ fn detail(e: &tokio_postgres::Error) -> String {
 }
 
 /// Opens a pool of `size` connections to `url`; connections are made on first use.
+/// Whether the database answers through `pool`.
+pub async fn ping(pool: &Pool) -> Result<(), Error> {
+    pool.get().await?.simple_query("").await?;
+    Ok(())
+}
+
 pub fn pool(url: &str, size: usize) -> Result<Pool, Error> {
     let mut config = tokio_postgres::Config::from_str(url).map_err(Error::Url)?;
     config.connect_timeout(CONNECT_TIMEOUT);

@@ -113,6 +113,22 @@ impl PostfixInstance {
         out.stdout.iter().all(u8::is_ascii_whitespace)
     }
 
+    /// Messages in the deferred queue (each waiting out Postfix's back-off).
+    pub fn deferred(&self) -> usize {
+        fn files(dir: &Path) -> usize {
+            std::fs::read_dir(dir)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| match e.file_type() {
+                    Ok(t) if t.is_dir() => files(&e.path()),
+                    _ => 1,
+                })
+                .sum()
+        }
+        files(&self.config.postfix.queue_directory.join("deferred"))
+    }
+
     /// Waits until the queue is empty, flushing it now and then; false on timeout.
     pub fn wait_for_empty_queue(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
