@@ -922,14 +922,10 @@ fn a_suppress_policy_leaves_only_the_device_log() {
 #[test]
 fn the_device_can_come_from_the_sender_or_a_header() {
     let from = |address: &str, regex_type: RegexType, pattern: &str| {
-        let o = originator(
-            address,
-            regex_type,
-            PatternType::Advanced,
-            pattern,
-            Alignment::Discard,
-            None,
-        );
+        let o = Originator {
+            name: None,
+            ..named(0, "", address, regex_type, pattern)
+        };
         Policies::new(devices(), vec![o], vec![]).0
     };
     let mut a = alert("root@nas1.example.com", "mdadm", "");
