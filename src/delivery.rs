@@ -10,8 +10,9 @@ use std::time::Instant;
 use deadpool_postgres::Pool;
 
 use crate::config::Outbound;
+use crate::envelope::Envelope;
 use crate::events::evaluate::{self, Alert, Decision, Settings, Write};
-use crate::lmtp::{Backend, Envelope, Reply};
+use crate::lmtp::{Backend, Reply};
 use crate::message::Message;
 use crate::roundtrip;
 use crate::route::{address_key, Route};

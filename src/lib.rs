@@ -10,6 +10,7 @@
 
 pub mod config;
 pub mod delivery;
+pub mod envelope;
 pub mod events;
 pub mod group;
 pub mod lmtp;

@@ -9,7 +9,7 @@ use common::lmtp::Client;
 use mailops::config::{Config, Listen};
 use mailops::delivery::Delivery;
 use mailops::lmtp::Backend;
-use mailops::{lmtp, serve, state, store};
+use mailops::{envelope, lmtp, serve, state, store};
 use tokio::sync::oneshot;
 
 const MESSAGE: &str = "From: UPS <ups@example.com>\n\
@@ -235,7 +235,7 @@ async fn a_redelivery_is_answered_250_and_stores_nothing_new() {
 async fn deliver_at_once(backend: &Delivery, queue_ids: std::ops::Range<usize>) -> Vec<String> {
     let deliveries = queue_ids.map(|i| {
         Box::pin(async move {
-            let envelope = lmtp::Envelope {
+            let envelope = envelope::Envelope {
                 mail_from: "ups@example.com".into(),
                 recipients: vec!["notify@mon.example.com".into()],
                 queue_id: Some(format!("4ZKb{i:04}")),

@@ -15,7 +15,8 @@ use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
-use mailops::lmtp::{self, Backend, Envelope, Limits, Reply};
+use mailops::envelope::Envelope;
+use mailops::lmtp::{self, Backend, Limits, Reply};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Small limits, so that the fuzzer reaches them.

@@ -11,10 +11,12 @@ mod reply;
 mod server;
 mod session;
 
+use crate::envelope::Envelope;
+
 pub use codec::stuff;
 pub use reply::Reply;
 pub use server::{serve, Listener, SocketFile};
-pub use session::{run, Envelope, Limits};
+pub use session::{run, Limits};
 
 /// Where the LMTP server hands accepted recipients and messages.
 pub trait Backend: Send + Sync + 'static {

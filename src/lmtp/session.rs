@@ -13,32 +13,12 @@ use tracing::{debug, error, trace, Instrument};
 use super::codec::{DataDecoder, DataError, Line, LineDecoder};
 use super::command::{self, Attribute, Command};
 use super::{Backend, Reply};
+use crate::envelope::Envelope;
 
 /// Octets asked of the stream per read.
 const READ_CHUNK: usize = 16 * 1024;
 /// The slowest DATA kept up, in octets per second: Postfix's `smtpd_min_data_rate` default.
 const MIN_DATA_RATE: f64 = 500.0;
-
-/// One mail transaction as the backend receives it.
-#[derive(Debug, Clone, Default)]
-pub struct Envelope {
-    /// The reverse-path without `<>`; `""` for the null sender `<>`.
-    pub mail_from: String,
-    /// Accepted RCPT addresses in RCPT order, repeats kept.
-    pub recipients: Vec<String>,
-    /// XFORWARD IDENT: Postfix's queue id; `None` when not sent or `[UNAVAILABLE]`.
-    pub queue_id: Option<String>,
-    /// XFORWARD ADDR.
-    pub client_addr: Option<String>,
-    /// XFORWARD NAME.
-    pub client_name: Option<String>,
-    /// XFORWARD HELO.
-    pub client_helo: Option<String>,
-    /// XFORWARD PROTO.
-    pub protocol: Option<String>,
-    /// MAIL ... SMTPUTF8 was given.
-    pub smtputf8: bool,
-}
 
 /// The limits one session and the server enforce.
 #[derive(Debug, Clone)]

@@ -153,41 +153,16 @@ pub async fn queue(
     notice: &Notice,
     composed: &Composed,
 ) -> Result<i64, store::Error> {
-    let row = client
-        .query_one(
-            "INSERT INTO outbox (recipient, sender, subject, message_id, message, kind, ticket_id)
-             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
-            &[
-                &notice.to,
-                &sender(o, notice),
-                &header_text(&notice.subject),
-                &composed.message_id,
-                &composed.bytes,
-                &notice.kind,
-                &notice.ticket_id,
-            ],
-        )
-        .await?;
-    Ok(row.get(0))
-}
-
-/// How many notices of `kind_prefix` (`ticket_` for all ticket notices) were queued for
-/// `recipient` in the last hour (the rate limit counts them).
-pub async fn recent(
-    client: &impl GenericClient,
-    recipient: &str,
-    kind_prefix: &str,
-) -> Result<i64, store::Error> {
-    let row = client
-        .query_one(
-            "SELECT count(*) FROM outbox
-             WHERE address_key(recipient) = address_key($1)
-               AND created_at > now() - interval '1 hour'
-               AND kind LIKE $2 || '%'",
-            &[&recipient, &kind_prefix],
-        )
-        .await?;
-    Ok(row.get(0))
+    let queued = store::outbox::Queued {
+        recipient: &notice.to,
+        sender: sender(o, notice),
+        subject: &header_text(&notice.subject),
+        message_id: &composed.message_id,
+        message: &composed.bytes,
+        kind: notice.kind,
+        ticket_id: notice.ticket_id,
+    };
+    store::outbox::insert(client, &queued).await
 }
 
 /// The pause before attempt `attempts + 1`: 30 s doubling, at most an hour.
@@ -227,55 +202,28 @@ pub async fn send_one(
 ) -> Result<bool, store::Error> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
-    let Some(row) = tx
-        .query_opt(
-            "SELECT id, recipient, sender, message, attempts FROM outbox
-             WHERE state = 'queued' AND next_attempt_at <= now()
-             ORDER BY next_attempt_at, id LIMIT 1
-             FOR UPDATE SKIP LOCKED",
-            &[],
-        )
-        .await?
-    else {
+    let Some(due) = store::outbox::claim(&*tx).await? else {
         return Ok(false);
     };
-    let id: i64 = row.get("id");
-    let recipient: &str = row.get("recipient");
+    let id = due.id;
     let to = if o.address_override.is_empty() {
-        recipient
+        &due.recipient
     } else {
         &o.address_override
     };
-    let attempts = row.get::<_, i32>("attempts") + 1;
-    let sent = smtp::send(settings, row.get("sender"), to, row.get("message")).await;
+    let attempts = due.attempts + 1;
+    let sent = smtp::send(settings, &due.sender, to, &due.message).await;
     // When the gateway took it, not when the transaction began.
     let sent_at = SystemTime::now();
     match &sent {
         Ok(via) => {
-            tx.execute(
-                "UPDATE outbox SET state = 'sent', sent_at = $4, sent_via = $2,
-                     attempts = $3, last_error = NULL
-                 WHERE id = $1",
-                &[&id, via, &attempts, &sent_at],
-            )
-            .await?;
-            store::roundtrip::sent(&*tx, id, sent_at).await?;
+            store::outbox::sent(&*tx, id, via, attempts, sent_at).await?;
             tracing::info!(outbox_id = id, to, attempts, via = %via, "sent");
         }
         Err(failure) => {
             let failed = failure.is_permanent() || attempts >= o.max_attempts;
-            let retry_s = backoff(attempts).as_secs() as i32;
-            tx.execute(
-                "UPDATE outbox SET state = CASE WHEN $4 THEN 'failed' ELSE 'queued' END,
-                     attempts = $2, last_error = $3,
-                     next_attempt_at = clock_timestamp() + $5::integer * interval '1 second'
-                 WHERE id = $1",
-                &[&id, &attempts, &failure.to_string(), &failed, &retry_s],
-            )
-            .await?;
-            if failed {
-                store::roundtrip::send_failed(&*tx, id).await?;
-            }
+            let error = failure.to_string();
+            store::outbox::not_sent(&*tx, id, attempts, &error, failed, backoff(attempts)).await?;
             tracing::warn!(outbox_id = id, to, attempts, failed, %failure, "not sent");
         }
     }

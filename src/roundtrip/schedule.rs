@@ -1,5 +1,5 @@
 //! The probe scheduler inside `serve`: queues each enabled policy's probe once per interval
-//! (the database decides which process does, see [`store::roundtrip::probe`]) and times out
+//! (the database decides which process does, see [`store::roundtrip::claim`]) and times out
 //! probes that did not come back.
 
 use std::collections::HashMap;
@@ -10,7 +10,9 @@ use deadpool_postgres::Pool;
 use tokio::time::Instant;
 
 use super::model::RoundtripPolicy;
+use super::token::Key;
 use crate::config::Outbound;
+use crate::outbound::outbox::{self, Notice};
 use crate::state::Current;
 use crate::stop::Stop;
 use crate::store;
@@ -58,6 +60,36 @@ impl Schedule {
     }
 }
 
+/// Queues `policy`'s probe if it is due (no other process queued it this interval), in one
+/// transaction; returns how long until the policy's next probe is due.
+async fn probe(
+    pool: &Pool,
+    policy: &RoundtripPolicy,
+    key: &Key,
+    o: &Outbound,
+) -> Result<Duration, store::Error> {
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    if let Some(id) = store::roundtrip::claim(&*tx, policy).await? {
+        let token = key.token(id);
+        let notice = Notice {
+            from: Some(policy.from_address.clone()),
+            to: policy.send_to.clone(),
+            subject: format!("mailops round-trip probe {token}"),
+            body: format!("{}\n\n{token}\n", policy.body),
+            auto_submitted: "auto-generated",
+            kind: "roundtrip_probe",
+            ..Notice::default()
+        };
+        let outbox_id = outbox::enqueue(&*tx, o, &notice).await?;
+        store::roundtrip::queued(&*tx, id, policy.id, &token, outbox_id).await?;
+        tracing::info!(policy = %policy.name, probe = id, to = %policy.send_to, "round-trip probe queued");
+    }
+    let wait = store::roundtrip::next_due(&*tx, policy.id).await?;
+    tx.commit().await?;
+    Ok(wait)
+}
+
 /// Queues probes and times them out until told to stop (a round in progress is finished).
 pub async fn run(pool: Pool, current: Current, o: Arc<Outbound>, mut stop: Stop) {
     let mut schedule = Schedule::default();
@@ -66,7 +98,7 @@ pub async fn run(pool: Pool, current: Current, o: Arc<Outbound>, mut stop: Stop)
         let now = Instant::now();
         if let Some(key) = &state.key {
             for policy in schedule.due(&state.roundtrips, now) {
-                let next = match store::roundtrip::probe(&pool, policy, key, &o).await {
+                let next = match probe(&pool, policy, key, &o).await {
                     Ok(wait) => now + wait,
                     Err(e) => {
                         tracing::warn!(policy = %policy.name, error = %e, "round-trip probe");

@@ -6,7 +6,7 @@ use sha2::{Digest, Sha256};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{GenericClient, Statement};
 
-use crate::lmtp::Envelope;
+use crate::envelope::Envelope;
 use crate::message::{self, Message};
 use crate::route::{address_key, Route};
 

@@ -3,6 +3,7 @@
 pub mod events;
 pub mod inbound;
 pub mod migrate;
+pub mod outbox;
 pub mod policies;
 pub mod recipients;
 pub mod roundtrip;

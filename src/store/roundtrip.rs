@@ -7,29 +7,23 @@ use deadpool_postgres::Pool;
 use tokio_postgres::GenericClient;
 
 use super::Error;
-use crate::config::Outbound;
-use crate::outbound::outbox::{self, Notice};
 use crate::roundtrip::model::RoundtripPolicy;
-use crate::roundtrip::token::Key;
 
-/// Queues `policy`'s probe if it is due (no other process queued it this interval), in one
-/// transaction; returns how long until the policy's next probe is due.
-pub async fn probe(
-    pool: &Pool,
+/// Claims `policy`'s probe in `client`'s transaction if it is due (the row lock makes this
+/// the one claim per interval, whichever process gets it): returns the new probe's id, or
+/// `None` when another process already queued this interval's.
+pub async fn claim(
+    client: &impl GenericClient,
     policy: &RoundtripPolicy,
-    key: &Key,
-    o: &Outbound,
-) -> Result<Duration, Error> {
-    let mut client = pool.get().await?;
-    let tx = client.transaction().await?;
-    tx.execute(
-        "INSERT INTO roundtrip_schedule (roundtrip_policy_id, next_probe_at) VALUES ($1, now())
-         ON CONFLICT (roundtrip_policy_id) DO NOTHING",
-        &[&policy.id],
-    )
-    .await?;
-    // The row lock makes this the one claim per interval, whichever process gets it.
-    let claimed = tx
+) -> Result<Option<i64>, Error> {
+    client
+        .execute(
+            "INSERT INTO roundtrip_schedule (roundtrip_policy_id, next_probe_at) VALUES ($1, now())
+             ON CONFLICT (roundtrip_policy_id) DO NOTHING",
+            &[&policy.id],
+        )
+        .await?;
+    let claimed = client
         .query_opt(
             "UPDATE roundtrip_schedule SET next_probe_at = now() + $2 * interval '1 second'
              WHERE roundtrip_policy_id = $1 AND next_probe_at <= now()
@@ -38,42 +32,47 @@ pub async fn probe(
         )
         .await?
         .is_some();
-    if claimed {
-        let id: i64 = tx
-            .query_one(
-                "SELECT nextval(pg_get_serial_sequence('roundtrip_probes', 'id'))",
-                &[],
-            )
-            .await?
-            .get(0);
-        let token = key.token(id);
-        let notice = Notice {
-            from: Some(policy.from_address.clone()),
-            to: policy.send_to.clone(),
-            subject: format!("mailops round-trip probe {token}"),
-            body: format!("{}\n\n{token}\n", policy.body),
-            auto_submitted: "auto-generated",
-            kind: "roundtrip_probe",
-            ..Notice::default()
-        };
-        let outbox_id = outbox::enqueue(&*tx, o, &notice).await?;
-        tx.execute(
-            "INSERT INTO roundtrip_probes (id, roundtrip_policy_id, token, outbox_id)
-             VALUES ($1, $2, $3, $4)",
-            &[&id, &policy.id, &token, &outbox_id],
-        )
-        .await?;
-        tracing::info!(policy = %policy.name, probe = id, to = %policy.send_to, "round-trip probe queued");
+    if !claimed {
+        return Ok(None);
     }
-    let wait: f64 = tx
+    let id = client
         .query_one(
-            "SELECT greatest(extract(epoch FROM next_probe_at - now()), 0)::float8
-             FROM roundtrip_schedule WHERE roundtrip_policy_id = $1",
-            &[&policy.id],
+            "SELECT nextval(pg_get_serial_sequence('roundtrip_probes', 'id'))",
+            &[],
         )
         .await?
         .get(0);
-    tx.commit().await?;
+    Ok(Some(id))
+}
+
+/// Records probe `id` of `policy_id`, carrying `token`, queued as outbox row `outbox_id`.
+pub async fn queued(
+    client: &impl GenericClient,
+    id: i64,
+    policy_id: i64,
+    token: &str,
+    outbox_id: i64,
+) -> Result<(), Error> {
+    client
+        .execute(
+            "INSERT INTO roundtrip_probes (id, roundtrip_policy_id, token, outbox_id)
+             VALUES ($1, $2, $3, $4)",
+            &[&id, &policy_id, &token, &outbox_id],
+        )
+        .await?;
+    Ok(())
+}
+
+/// How long until policy `policy_id`'s next probe is due.
+pub async fn next_due(client: &impl GenericClient, policy_id: i64) -> Result<Duration, Error> {
+    let wait: f64 = client
+        .query_one(
+            "SELECT greatest(extract(epoch FROM next_probe_at - now()), 0)::float8
+             FROM roundtrip_schedule WHERE roundtrip_policy_id = $1",
+            &[&policy_id],
+        )
+        .await?
+        .get(0);
     Ok(Duration::from_secs_f64(wait))
 }
 
@@ -108,7 +107,7 @@ pub async fn sweep(pool: &Pool) -> Result<u64, Error> {
 
 /// Records that the gateway accepted the probe sent as outbox row `outbox_id` at `at` (a
 /// reply may already be in: its round trip is then known too).
-pub async fn sent(
+pub(super) async fn sent(
     client: &impl GenericClient,
     outbox_id: i64,
     at: SystemTime,
@@ -127,7 +126,7 @@ pub async fn sent(
 }
 
 /// Records that the probe sent as outbox row `outbox_id` will never leave.
-pub async fn send_failed(client: &impl GenericClient, outbox_id: i64) -> Result<(), Error> {
+pub(super) async fn send_failed(client: &impl GenericClient, outbox_id: i64) -> Result<(), Error> {
     client
         .execute(
             "UPDATE roundtrip_probes SET state = 'send_failed'

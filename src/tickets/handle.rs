@@ -240,7 +240,7 @@ async fn notify(
         tracing::debug!(to, kind = kind.name(), "no [outbound]: notice not sent");
         return Ok(());
     };
-    let recent = outbox::recent(client, to, "ticket_").await?;
+    let recent = store::outbox::recent(client, to, "ticket_").await?;
     if recent >= o.notices_per_hour {
         tracing::warn!(
             to,
