@@ -427,6 +427,9 @@ impl Config {
 
     /// Checks values serde cannot, normalising case where the check allows it.
     fn check(&mut self, problems: &mut Vec<String>) {
+        if let Err(why) = crate::store::connect::Target::parse(&self.database.url) {
+            problems.push(format!("database.url: {why}"));
+        }
         if self.database.pool_size == 0 {
             problems.push("database.pool_size: must be at least 1".into());
         }

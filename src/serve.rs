@@ -176,13 +176,15 @@ async fn retry_deferred(queue: PathBuf, pool: Pool, deferrals: Arc<AtomicBool>, 
 }
 
 /// Retries until the database answers and has the config's recipients: mail waits in
-/// Postfix's queue meanwhile. A schema that needs `mailops migrate` is an error at once.
+/// Postfix's queue meanwhile. A schema that needs `mailops migrate`, and what retrying cannot
+/// mend ([`store::Error::is_permanent`]), are errors at once.
 async fn wait_for_database(config: &Config, pool: &Pool) -> Result<(), store::Error> {
     let mut delay = Duration::from_millis(250);
     loop {
         match sync_recipients(config, pool).await {
             Ok(()) => return Ok(()),
             Err(e @ store::Error::SchemaBehind { .. }) => return Err(e),
+            Err(e) if e.is_permanent() => return Err(e),
             Err(e) => {
                 tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "database not ready");
                 tokio::time::sleep(delay).await;

@@ -1,13 +1,12 @@
 //! What `serve` holds in memory: the addresses mail is accepted for and every policy, loaded
 //! in one snapshot, kept current by LISTENing for changes, and replaced whole.
 
-use std::str::FromStr;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use deadpool_postgres::Pool;
 use tokio::sync::{mpsc, oneshot};
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::AsyncMessage;
 
 use crate::roundtrip::model::RoundtripPolicy;
 use crate::roundtrip::token::Key;
@@ -121,8 +120,8 @@ async fn listen(
     current: &Current,
     loaded: &mut Option<oneshot::Sender<()>>,
 ) -> Result<(), store::Error> {
-    let config = tokio_postgres::Config::from_str(url).map_err(store::Error::Url)?;
-    let (client, mut connection) = config.connect(NoTls).await?;
+    let target = store::connect::Target::parse(url).map_err(store::Error::Url)?;
+    let (client, mut connection) = target.pg.connect(target.tls()).await?;
     let (changed, mut changes) = mpsc::unbounded_channel();
     // The connection delivers notifications only to whoever polls it.
     let driver = tokio::spawn(async move {

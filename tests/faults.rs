@@ -19,14 +19,14 @@ mod common;
 #[path = "faults/load.rs"]
 mod load;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::pgcluster::PgCluster;
-use common::postfix::{describe, run, unique_temp_dir, PostfixInstance};
-use common::serve::Serve;
+use common::postfix::{unique_temp_dir, PostfixInstance};
+use common::serve::{run_mailops, Serve};
 use load::{Counts, Shared, DEVICES, TICKETS};
 use mailops::config::Config;
 
@@ -239,10 +239,10 @@ impl System {
             postfix.config.postfix.queue_directory.display()
         );
         let (config_file, config) = common::config::write(&dir, &text);
-        mailops(&config_file, &["migrate"]);
+        run_mailops(&config_file, &["migrate"]);
         let policies = dir.join("policies.toml");
         std::fs::write(&policies, policy_file()).expect("writing the policy file");
-        mailops(
+        run_mailops(
             &config_file,
             &["policy", "apply", &policies.to_string_lossy()],
         );
@@ -333,12 +333,6 @@ impl Drop for System {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
-}
-
-/// Runs `mailops -c CONFIG ARGS...`, which must succeed.
-fn mailops(config_file: &Path, args: &[&str]) {
-    let out = run(common::serve::mailops(config_file).args(args));
-    assert!(out.status.success(), "mailops {args:?}: {}", describe(&out));
 }
 
 /// Devices `dev0`…, one originator policy naming them in the subject, one event policy every

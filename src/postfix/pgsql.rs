@@ -1,6 +1,8 @@
 //! `[database] url` as pgsql_table(5) settings for Postfix's recipient lookup.
 
-use tokio_postgres::config::{Host, SslMode};
+use tokio_postgres::config::Host;
+
+use crate::store::connect::{SslMode, Target};
 
 /// PostgreSQL's port when a URL names none.
 const DEFAULT_PORT: u16 = 5432;
@@ -21,14 +23,13 @@ pub(super) struct Connection {
 /// Translates a libpq-style URL or `key=value` string into pgsql_table(5) settings.
 ///
 /// Postfix's historical host forms cannot name an IPv6 address, a socket directory on a port
-/// other than 5432, or an sslmode, and its `password =` line loses surrounding whitespace.
-/// Then each host becomes a `postgresql://` URI that carries everything, since libpq ignores
-/// the user, password and dbname lines for a URI host (they stay, dbname is required).
+/// other than 5432, an sslmode or sslrootcert, and its `password =` line loses surrounding
+/// whitespace. Then each host becomes a `postgresql://` URI that carries everything, since
+/// libpq ignores the user, password and dbname lines for a URI host (they stay, dbname is
+/// required).
 pub(super) fn connection(url: &str) -> Result<Connection, String> {
-    // The parse error never contains the URL, so the password does not reach a log.
-    let pg: tokio_postgres::Config = url
-        .parse()
-        .map_err(|e| format!("is not a PostgreSQL connection string: {e}"))?;
+    let target = Target::parse(url)?;
+    let pg = &target.pg;
     let user = pg.get_user().unwrap_or("").to_owned();
     let password = match pg.get_password() {
         Some(p) => String::from_utf8(p.to_vec()).map_err(|_| "has a password that is not UTF-8")?,
@@ -52,11 +53,13 @@ pub(super) fn connection(url: &str) -> Result<Connection, String> {
         }
     }
 
-    let hosts: Vec<Host> = if pg.get_hostaddrs().is_empty() {
+    // hostaddr is where libpq connects; host is then only the name TLS checks.
+    let hostaddrs = pg.get_hostaddrs();
+    let check_name = target.ssl_mode == SslMode::VerifyFull && !hostaddrs.is_empty();
+    let hosts: Vec<Host> = if hostaddrs.is_empty() || check_name {
         pg.get_hosts().to_vec()
     } else {
-        // hostaddr is where libpq connects; host is then only the name TLS checks.
-        pg.get_hostaddrs()
+        hostaddrs
             .iter()
             .map(|ip| Host::Tcp(ip.to_string()))
             .collect()
@@ -75,19 +78,21 @@ pub(super) fn connection(url: &str) -> Result<Connection, String> {
             .copied()
             .unwrap_or(DEFAULT_PORT)
     };
-    let sslmode = match pg.get_ssl_mode() {
-        SslMode::Prefer => None,
-        SslMode::Disable => Some("disable"),
-        SslMode::Require => Some("require"),
-        _ => return Err("has an sslmode that cannot be passed on to Postfix".into()),
-    };
+    // libpq's own settings, as the URI's query; prefer is libpq's default.
+    let mut tls = Vec::new();
+    if target.ssl_mode != SslMode::Prefer {
+        tls.push(format!("sslmode={}", target.ssl_mode.as_str()));
+    }
+    if let Some(path) = &target.root_cert {
+        tls.push(format!("sslrootcert={}", encode(&path.to_string_lossy())));
+    }
 
     let plain = |s: &str| !s.is_empty() && !s.contains(|c: char| c.is_whitespace() || c == ',');
     // A main.cf-style line loses the whitespace around its value.
     let trimmed = [&user, &password, &dbname]
         .iter()
         .all(|v| v.trim() == v.as_str());
-    let historical = sslmode.is_none()
+    let historical = tls.is_empty()
         && trimmed
         && hosts.iter().enumerate().all(|(i, host)| match host {
             Host::Tcp(name) => plain(name) && !name.contains(':'),
@@ -115,7 +120,16 @@ pub(super) fn connection(url: &str) -> Result<Connection, String> {
                 (_, true) => format!("{}@", encode(&user)),
                 _ => format!("{}:{}@", encode(&user), encode(&password)),
             };
-            let query = sslmode.map(|m| format!("?sslmode={m}")).unwrap_or_default();
+            let mut query = tls.clone();
+            if check_name {
+                // verify-full checks the name while connecting to the address.
+                query.insert(0, format!("hostaddr={}", hostaddrs[i]));
+            }
+            let query = if query.is_empty() {
+                String::new()
+            } else {
+                format!("?{}", query.join("&"))
+            };
             format!("postgresql://{userinfo}{host}/{}{query}", encode(&dbname))
         })
         .collect();
@@ -240,6 +254,39 @@ mod tests {
     }
 
     #[test]
+    fn tls_settings_reach_libpq_through_the_uri() {
+        // Any readable CA file will do: the system's bundle, as for a public CA.
+        let ca = "/etc/ssl/certs/ca-certificates.crt";
+        let query = "sslmode=verify-full&sslrootcert=%2Fetc%2Fssl%2Fcerts%2Fca-certificates.crt";
+        assert_eq!(
+            conn(&format!(
+                "postgres://u@db.example.com/d?sslmode=verify-full&sslrootcert={ca}"
+            )),
+            expect(
+                &[&format!("postgresql://u@db.example.com:5432/d?{query}")],
+                "u",
+                "",
+                "d"
+            )
+        );
+        // verify-full checks the host's name while connecting to its hostaddr.
+        assert_eq!(
+            conn(&format!(
+                "host=db.example.com hostaddr=192.0.2.7 port=6432 user=m dbname=m \
+                 sslmode=verify-full sslrootcert={ca}"
+            )),
+            expect(
+                &[&format!(
+                    "postgresql://m@db.example.com:6432/m?hostaddr=192.0.2.7&{query}"
+                )],
+                "m",
+                "",
+                "m"
+            )
+        );
+    }
+
+    #[test]
     fn pgsql_settings_postfix_cannot_use_are_refused() {
         for (url, why) in [
             ("postgres:///d", "names no host"),
@@ -248,7 +295,8 @@ mod tests {
                 "names neither a database nor a user",
             ),
             ("postgres://u:a%0Ab@localhost/d", "control characters"),
-            ("not a url", "is not a PostgreSQL connection string"),
+            ("not a url", "not a PostgreSQL connection string"),
+            ("postgres://u@h/d?sslmode=verify-full", "needs sslrootcert"),
         ] {
             let err = connection(url).expect_err(url);
             assert!(err.contains(why), "{url}: {err}");

@@ -1,5 +1,6 @@
 //! PostgreSQL: the connection pool, migrations, and one file per table group.
 
+pub mod connect;
 pub mod events;
 pub mod inbound;
 pub mod migrate;
@@ -11,12 +12,10 @@ pub mod tickets;
 
 use std::future::Future;
 use std::pin::Pin;
-use std::str::FromStr;
 use std::task::Poll;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use tokio_postgres::NoTls;
 
 /// How long a caller waits for a pooled connection, or for a new one to open.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -25,10 +24,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The database URL cannot be used.
-    #[error("invalid database url: {0}")]
-    Url(#[source] tokio_postgres::Error),
+    #[error("database url: {0}")]
+    Url(String),
     /// No connection could be had (down, refusing, pool exhausted).
-    #[error("no database connection: {0}")]
+    #[error("no database connection: {}", pool_detail(.0))]
     Pool(#[from] deadpool_postgres::PoolError),
     /// A statement failed.
     #[error("database: {}", detail(.0))]
@@ -59,28 +58,75 @@ pub enum Error {
 /// What went wrong, with the server's own message when it sent one ("db error" alone says
 /// nothing).
 fn detail(e: &tokio_postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => format!("{}: {} ({})", db.severity(), db.message(), db.code().code()),
-        None => e.to_string(),
+    if let Some(db) = e.as_db_error() {
+        return format!("{}: {} ({})", db.severity(), db.message(), db.code().code());
+    }
+    // "error performing TLS handshake" alone does not say what was wrong with it.
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        if !text.ends_with(&s_text) {
+            text = format!("{text}: {s_text}");
+        }
+        source = s.source();
+    }
+    text
+}
+
+/// Why no connection could be had, with the server's or the TLS check's own words.
+fn pool_detail(e: &deadpool_postgres::PoolError) -> String {
+    match e {
+        deadpool_postgres::PoolError::Backend(e) => detail(e),
+        e => e.to_string(),
     }
 }
 
-/// Opens a pool of `size` connections to `url`; connections are made on first use.
+impl Error {
+    /// Whether trying again cannot help until the operator changes something: the URL, the
+    /// server's certificate failing its check, TLS required of a server without it, or the
+    /// server refusing the user, its password or the database. `serve` stops on these at start
+    /// instead of waiting for a database that will never let it in.
+    pub fn is_permanent(&self) -> bool {
+        let e = match self {
+            Error::Url(_) => return true,
+            Error::Db(e) => e,
+            Error::Pool(deadpool_postgres::PoolError::Backend(e)) => e,
+            _ => return false,
+        };
+        if let Some(db) = e.as_db_error() {
+            let code = db.code();
+            // Class 28: invalid authorization (password, pg_hba.conf); 3D000: no such database.
+            return code.code().starts_with("28")
+                || *code == tokio_postgres::error::SqlState::INVALID_CATALOG_NAME;
+        }
+        let mut source = std::error::Error::source(e);
+        while let Some(s) = source {
+            let tls = s
+                .downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .is_some_and(|inner| inner.is::<rustls::Error>());
+            if tls || s.to_string() == "server does not support TLS" {
+                return true;
+            }
+            source = s.source();
+        }
+        false
+    }
+}
+
 /// Whether the database answers through `pool`.
 pub async fn ping(pool: &Pool) -> Result<(), Error> {
     pool.get().await?.simple_query("").await?;
     Ok(())
 }
 
+/// Opens a pool of `size` connections to `url`; connections are made on first use.
 pub fn pool(url: &str, size: usize) -> Result<Pool, Error> {
-    let mut config = tokio_postgres::Config::from_str(url).map_err(Error::Url)?;
-    config.connect_timeout(CONNECT_TIMEOUT);
-    if config.get_application_name().is_none() {
-        config.application_name("mailops");
-    }
+    let target = connect::Target::parse(url).map_err(Error::Url)?;
     let manager = Manager::from_config(
-        config,
-        NoTls,
+        target.pg.clone(),
+        target.tls(),
         ManagerConfig {
             // A connection the server closed is noticed by `is_closed` and replaced.
             recycling_method: RecyclingMethod::Fast,

@@ -3,6 +3,7 @@
 // Each test crate uses a different part of the harness.
 #![allow(dead_code)]
 
+pub mod certs;
 pub mod config;
 pub mod db;
 pub mod gateway;

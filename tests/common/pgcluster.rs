@@ -16,11 +16,15 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+use super::certs::Issued;
 use super::postfix::{describe, free_port, run, unique_temp_dir};
 
 /// `pg_hba.conf` while clients are welcome, and while TCP clients are refused.
 const HBA_OPEN: &str = "local all all trust\nhost all all 127.0.0.1/32 trust\n";
 const HBA_REFUSING: &str = "local all all trust\nhost all all 127.0.0.1/32 reject\n";
+/// `pg_hba.conf` of a cluster whose TCP clients must use TLS.
+const HBA_TLS_ONLY: &str = "local all all trust\nhostssl all all 127.0.0.1/32 trust\n\
+                            hostnossl all all 127.0.0.1/32 reject\n";
 
 /// A running cluster; dropping it stops it and removes its directory (kept, with the server log
 /// printed, when the test is failing or `MAILOPS_KEEP_TEST_DIRS` is set).
@@ -33,11 +37,23 @@ pub struct PgCluster {
     data: PathBuf,
     socket_dir: PathBuf,
     log: PathBuf,
+    /// `pg_hba.conf` while clients are welcome.
+    hba_open: &'static str,
 }
 
 impl PgCluster {
     /// Creates a cluster with initdb and starts it.
     pub fn start() -> PgCluster {
+        PgCluster::start_with(None)
+    }
+
+    /// As [`PgCluster::start`], serving TLS with `server`'s certificate and refusing TCP
+    /// clients that do not use it.
+    pub fn start_tls(server: &Issued) -> PgCluster {
+        PgCluster::start_with(Some(server))
+    }
+
+    fn start_with(tls: Option<&Issued>) -> PgCluster {
         let bin = bindir();
         let dir = unique_temp_dir("mailops-pg");
         let cluster = PgCluster {
@@ -45,6 +61,11 @@ impl PgCluster {
             data: dir.join("data"),
             socket_dir: dir.join("run"),
             log: dir.join("server.log"),
+            hba_open: if tls.is_some() {
+                HBA_TLS_ONLY
+            } else {
+                HBA_OPEN
+            },
             bin,
             dir,
         };
@@ -65,19 +86,34 @@ impl PgCluster {
         });
         assert!(initdb.status.success(), "initdb: {}", describe(&initdb));
         // fsync and synchronous commit stay on: durability across a crash is what is tested.
-        let settings = format!(
+        let mut settings = format!(
             "\nlisten_addresses = '127.0.0.1'\nport = {}\nunix_socket_directories = '{}'\n\
              max_connections = 200\n",
             cluster.port,
             cluster.socket_dir.display()
         );
+        if let Some(server) = tls {
+            for (from, to) in [(&server.cert, "server.crt"), (&server.key, "server.key")] {
+                let to = cluster.data.join(to);
+                std::fs::copy(from, &to)
+                    .unwrap_or_else(|e| panic!("copying {}: {e}", to.display()));
+            }
+            // The server refuses a key others can read.
+            let own = run(Command::new("sh").arg("-c").arg(format!(
+                "chown postgres:postgres '{0}/server.crt' '{0}/server.key' && chmod 600 '{0}/server.key'",
+                cluster.data.display()
+            )));
+            assert!(own.status.success(), "chown: {}", describe(&own));
+            settings
+                .push_str("ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n");
+        }
         let conf = cluster.data.join("postgresql.conf");
         std::fs::OpenOptions::new()
             .append(true)
             .open(&conf)
             .and_then(|mut f| std::io::Write::write_all(&mut f, settings.as_bytes()))
             .unwrap_or_else(|e| panic!("appending to {}: {e}", conf.display()));
-        cluster.write_hba(HBA_OPEN);
+        cluster.write_hba(cluster.hba_open);
         cluster.pg_ctl(&["start"]);
         cluster
     }
@@ -127,7 +163,7 @@ impl PgCluster {
 
     /// TCP clients are welcome again.
     pub fn allow_connections(&self) {
-        self.write_hba(HBA_OPEN);
+        self.write_hba(self.hba_open);
         self.pg_ctl(&["reload"]);
         let deadline = Instant::now() + Duration::from_secs(10);
         while !self.tcp_accepts() {

@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use mailops::config::Config;
 
+use super::postfix::{describe, run};
+
 /// `mailops -c config_file`, the real binary, taking its database from the config file only: the
 /// environment's `DATABASE_URL` names the server the tests share, not the test's own database.
 pub fn mailops(config_file: &Path) -> Command {
@@ -18,6 +20,12 @@ pub fn mailops(config_file: &Path) -> Command {
         .env_remove("DATABASE_URL")
         .env_remove("MAILOPS_DATABASE_URL");
     command
+}
+
+/// Runs `mailops -c config_file ARGS...`, which must succeed.
+pub fn run_mailops(config_file: &Path, args: &[&str]) {
+    let out = run(mailops(config_file).args(args));
+    assert!(out.status.success(), "mailops {args:?}: {}", describe(&out));
 }
 
 /// `mailops serve` running as a child process; killed if the test ends without stopping it.

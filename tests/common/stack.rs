@@ -3,7 +3,7 @@
 //! configuration) in front.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 
 use mailops::config::Config;
 
@@ -84,15 +84,21 @@ impl Stack {
 
     /// Sends `raw` from `from` to `to` through mailops's Postfix with swaks.
     pub fn send(&self, from: &str, to: &str, raw: &str) {
-        let file = self.dir.join("mail.eml");
-        std::fs::write(&file, raw).expect("writing the mail");
-        let out = run(Command::new("swaks")
-            .args(["--server", &self.postfix.smtp_addr.to_string()])
-            .args(["--from", from, "--to", to])
-            .args(["--helo", "client.example.org"])
-            .arg("--data")
-            .arg(&file)
-            .args(["--timeout", "30"]));
+        let out = swaks(&self.postfix, &self.dir, from, to, raw);
         assert!(out.status.success(), "{}", describe(&out));
     }
+}
+
+/// Offers `raw` from `from` to `to` to `postfix`'s SMTP server with swaks (the mail written to
+/// `dir` first); returns what swaks did.
+pub fn swaks(postfix: &PostfixInstance, dir: &Path, from: &str, to: &str, raw: &str) -> Output {
+    let file = dir.join("mail.eml");
+    std::fs::write(&file, raw).expect("writing the mail");
+    run(Command::new("swaks")
+        .args(["--server", &postfix.smtp_addr.to_string()])
+        .args(["--from", from, "--to", to])
+        .args(["--helo", "client.example.org"])
+        .arg("--data")
+        .arg(&file)
+        .args(["--timeout", "30"]))
 }
