@@ -3,11 +3,12 @@
 //! a real Postfix, configured as `mailops postfix-config` generates it (Postfix's own back-off
 //! untouched), to `mailops serve` while the test kills `serve` with SIGKILL, restarts
 //! PostgreSQL (`fast` and `immediate`), makes it refuse connections, and restarts Postfix, at
-//! random moments. After each fault, what Postfix deferred meanwhile must reach mailops within
-//! [`DRAIN_BOUND`] (serve tells Postfix's queue manager when it is back). Once Postfix's queue
-//! is empty, every (message, recipient) pair Postfix accepted is exactly one `inbound_messages`
-//! row, each message raised its event and wrote its device log exactly once, and each ticket
-//! message opened exactly one ticket.
+//! random moments; another run fails PostgreSQL over to its synchronous standby (the URL lists
+//! both servers, `target_session_attrs=read-write`). After each fault, what Postfix deferred
+//! meanwhile must reach mailops within [`DRAIN_BOUND`] (serve tells Postfix's queue manager
+//! when it is back). Once Postfix's queue is empty, every (message, recipient) pair Postfix
+//! accepted is exactly one `inbound_messages` row, each message raised its event and wrote its
+//! device log exactly once, and each ticket message opened exactly one ticket.
 //!
 //! PostgreSQL is a private cluster (`common::pgcluster`): the shared server is never disturbed.
 //! `MAILOPS_FAULTS_MESSAGES=N` sends at least N messages (default 2,000) and keeps injecting
@@ -53,6 +54,9 @@ enum Fault {
     RefusePostgres,
     /// `postfix stop`, `postfix start`.
     RestartPostfix,
+    /// The primary stops (`immediate`, as in a crash), its synchronous standby is promoted,
+    /// and the old primary's place is taken by a new standby of the new primary.
+    Failover,
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -80,6 +84,12 @@ async fn sigterm_under_load_exits_cleanly_and_loses_nothing() {
     .await;
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn failover_to_a_streaming_standby_loses_nothing() {
+    let _serial = SERIAL.lock().await;
+    run_faults(&[Fault::Failover], messages(2000) / 8).await;
+}
+
 /// `MAILOPS_FAULTS_MESSAGES`, else `default`.
 fn messages(default: usize) -> usize {
     std::env::var("MAILOPS_FAULTS_MESSAGES")
@@ -101,7 +111,8 @@ async fn run_faults(faults: &[Fault], target: usize) {
                 .as_nanos() as u64
         });
     eprintln!("fault test: MAILOPS_FAULTS_SEED={seed}, at least {target} messages");
-    let system = tokio::task::spawn_blocking(System::start)
+    let replicated = faults.iter().any(|f| matches!(f, Fault::Failover));
+    let system = tokio::task::spawn_blocking(move || System::start(replicated))
         .await
         .expect("setting up");
     let load = Arc::new(Shared::default());
@@ -215,16 +226,34 @@ struct System {
     // Dropped in this order: Postfix and serve stop before the database they use.
     postfix: PostfixInstance,
     serve: Option<Serve>,
+    /// The primary.
     pg: PgCluster,
+    /// Its synchronous standby, when the test fails over.
+    standby: Option<PgCluster>,
 }
 
 impl System {
-    fn start() -> System {
-        let pg = PgCluster::start();
+    /// Everything running; with `replicated`, PostgreSQL is a primary and a synchronous
+    /// standby, and mailops's URL lists both (`target_session_attrs=read-write`).
+    fn start(replicated: bool) -> System {
+        let (pg, standby) = if replicated {
+            let primary = PgCluster::start_primary();
+            let standby = PgCluster::standby_of(&primary, None);
+            (primary, Some(standby))
+        } else {
+            (PgCluster::start(), None)
+        };
         pg.psql("postgres", "CREATE DATABASE mailops");
+        let url = match &standby {
+            Some(standby) => format!(
+                "postgres://postgres@127.0.0.1:{},127.0.0.1:{}/mailops?target_session_attrs=read-write",
+                pg.port, standby.port
+            ),
+            None => pg.url("mailops"),
+        };
         let dir = unique_temp_dir("mailops-faults");
         let text = common::config::text(
-            &pg.url("mailops"),
+            &url,
             &format!("unix:{}", dir.join("lmtp.sock").display()),
             "",
             &["mon.example.com", "mon2.example.com"],
@@ -256,6 +285,7 @@ impl System {
             postfix,
             serve: Some(serve),
             pg,
+            standby,
         }
     }
 
@@ -298,6 +328,20 @@ impl System {
             Fault::RestartPostfix => {
                 self.postfix.restart();
                 "postfix stop; postfix start".into()
+            }
+            Fault::Failover => {
+                let standby = self.standby.take().expect("a standby");
+                self.pg.stop("immediate");
+                standby.promote();
+                let old = std::mem::replace(&mut self.pg, standby);
+                // The operator's next step: a new standby where the old primary was.
+                let port = old.port;
+                drop(old);
+                self.standby = Some(PgCluster::standby_of(&self.pg, Some(port)));
+                format!(
+                    "primary stopped (immediate), standby on port {} promoted, a new standby on port {port}",
+                    self.pg.port
+                )
             }
         }
     }

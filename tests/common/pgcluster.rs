@@ -20,8 +20,10 @@ use super::certs::Issued;
 use super::postfix::{describe, free_port, run, unique_temp_dir};
 
 /// `pg_hba.conf` while clients are welcome, and while TCP clients are refused.
-const HBA_OPEN: &str = "local all all trust\nhost all all 127.0.0.1/32 trust\n";
-const HBA_REFUSING: &str = "local all all trust\nhost all all 127.0.0.1/32 reject\n";
+const HBA_OPEN: &str =
+    "local all all trust\nlocal replication all trust\nhost all all 127.0.0.1/32 trust\n";
+const HBA_REFUSING: &str =
+    "local all all trust\nlocal replication all trust\nhost all all 127.0.0.1/32 reject\n";
 /// `pg_hba.conf` of a cluster whose TCP clients must use TLS.
 const HBA_TLS_ONLY: &str = "local all all trust\nhostssl all all 127.0.0.1/32 trust\n\
                             hostnossl all all 127.0.0.1/32 reject\n";
@@ -41,39 +43,44 @@ pub struct PgCluster {
     hba_open: &'static str,
 }
 
+/// How a new cluster serves.
+enum Kind<'a> {
+    /// Plain TCP.
+    Plain,
+    /// TLS with this certificate, and only TLS over TCP.
+    Tls(&'a Issued),
+    /// Plain TCP, each commit waiting until a streaming standby has it too.
+    SyncPrimary,
+}
+
 impl PgCluster {
     /// Creates a cluster with initdb and starts it.
     pub fn start() -> PgCluster {
-        PgCluster::start_with(None)
+        PgCluster::start_with(Kind::Plain)
     }
 
     /// As [`PgCluster::start`], serving TLS with `server`'s certificate and refusing TCP
     /// clients that do not use it.
     pub fn start_tls(server: &Issued) -> PgCluster {
-        PgCluster::start_with(Some(server))
+        PgCluster::start_with(Kind::Tls(server))
     }
 
-    fn start_with(tls: Option<&Issued>) -> PgCluster {
-        let bin = bindir();
-        let dir = unique_temp_dir("mailops-pg");
-        let cluster = PgCluster {
-            port: free_port(),
-            data: dir.join("data"),
-            socket_dir: dir.join("run"),
-            log: dir.join("server.log"),
-            hba_open: if tls.is_some() {
+    /// A primary with a synchronous streaming standby (`synchronous_standby_names = '*'`:
+    /// a commit is reported only once the standby has flushed it, so a failover loses no
+    /// committed transaction). Commits wait until [`PgCluster::standby_of`] made one.
+    pub fn start_primary() -> PgCluster {
+        PgCluster::start_with(Kind::SyncPrimary)
+    }
+
+    fn start_with(kind: Kind<'_>) -> PgCluster {
+        let cluster = PgCluster::new(
+            free_port(),
+            if matches!(kind, Kind::Tls(_)) {
                 HBA_TLS_ONLY
             } else {
                 HBA_OPEN
             },
-            bin,
-            dir,
-        };
-        std::fs::create_dir_all(&cluster.socket_dir).expect("creating the socket directory");
-        let chown = run(Command::new("chown")
-            .args(["-R", "postgres:postgres"])
-            .arg(&cluster.dir));
-        assert!(chown.status.success(), "chown: {}", describe(&chown));
+        );
         let initdb = cluster.as_postgres("initdb", |c| {
             c.arg("-D").arg(&cluster.data).args([
                 "-U",
@@ -85,37 +92,103 @@ impl PgCluster {
             ])
         });
         assert!(initdb.status.success(), "initdb: {}", describe(&initdb));
-        // fsync and synchronous commit stay on: durability across a crash is what is tested.
-        let mut settings = format!(
+        let mut settings = cluster.own_settings();
+        match kind {
+            Kind::Plain => {}
+            Kind::Tls(server) => {
+                for (from, to) in [(&server.cert, "server.crt"), (&server.key, "server.key")] {
+                    let to = cluster.data.join(to);
+                    std::fs::copy(from, &to)
+                        .unwrap_or_else(|e| panic!("copying {}: {e}", to.display()));
+                }
+                // The server refuses a key others can read.
+                let own = run(Command::new("sh").arg("-c").arg(format!(
+                    "chown postgres:postgres '{0}/server.crt' '{0}/server.key' && chmod 600 '{0}/server.key'",
+                    cluster.data.display()
+                )));
+                assert!(own.status.success(), "chown: {}", describe(&own));
+                settings.push_str(
+                    "ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n",
+                );
+            }
+            Kind::SyncPrimary => settings.push_str("synchronous_standby_names = '*'\n"),
+        }
+        cluster.append_settings(&settings);
+        cluster.write_hba(cluster.hba_open);
+        cluster.pg_ctl(&["start"]);
+        cluster
+    }
+
+    /// A streaming standby of `primary` (`pg_basebackup -R`), listening on `port`, else a
+    /// free one; running and answering read-only queries when this returns.
+    pub fn standby_of(primary: &PgCluster, port: Option<u16>) -> PgCluster {
+        let cluster = PgCluster::new(port.unwrap_or_else(free_port), primary.hba_open);
+        let backup = cluster.as_postgres("pg_basebackup", |c| {
+            c.arg("-D")
+                .arg(&cluster.data)
+                .args(["-R", "-X", "stream", "-c", "fast", "-U", "postgres", "-h"])
+                .arg(&primary.socket_dir)
+                .args(["-p", &primary.port.to_string()])
+        });
+        assert!(
+            backup.status.success(),
+            "pg_basebackup: {}",
+            describe(&backup)
+        );
+        // The primary's settings came with the backup; these come later and win.
+        cluster.append_settings(&cluster.own_settings());
+        cluster.pg_ctl(&["start"]);
+        cluster
+    }
+
+    /// `pg_ctl promote`: the standby becomes a primary.
+    pub fn promote(&self) {
+        self.pg_ctl(&["promote"]);
+    }
+
+    /// `pg_ctl stop -m MODE`.
+    pub fn stop(&self, mode: &str) {
+        self.pg_ctl(&["stop", "-m", mode]);
+    }
+
+    /// A cluster's directories (owned by the postgres user), not yet created by initdb.
+    fn new(port: u16, hba_open: &'static str) -> PgCluster {
+        let dir = unique_temp_dir("mailops-pg");
+        let cluster = PgCluster {
+            port,
+            data: dir.join("data"),
+            socket_dir: dir.join("run"),
+            log: dir.join("server.log"),
+            hba_open,
+            bin: bindir(),
+            dir,
+        };
+        std::fs::create_dir_all(&cluster.socket_dir).expect("creating the socket directory");
+        let chown = run(Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(&cluster.dir));
+        assert!(chown.status.success(), "chown: {}", describe(&chown));
+        cluster
+    }
+
+    /// Where this cluster listens. fsync and synchronous commit stay on: durability across a
+    /// crash is what is tested.
+    fn own_settings(&self) -> String {
+        format!(
             "\nlisten_addresses = '127.0.0.1'\nport = {}\nunix_socket_directories = '{}'\n\
              max_connections = 200\n",
-            cluster.port,
-            cluster.socket_dir.display()
-        );
-        if let Some(server) = tls {
-            for (from, to) in [(&server.cert, "server.crt"), (&server.key, "server.key")] {
-                let to = cluster.data.join(to);
-                std::fs::copy(from, &to)
-                    .unwrap_or_else(|e| panic!("copying {}: {e}", to.display()));
-            }
-            // The server refuses a key others can read.
-            let own = run(Command::new("sh").arg("-c").arg(format!(
-                "chown postgres:postgres '{0}/server.crt' '{0}/server.key' && chmod 600 '{0}/server.key'",
-                cluster.data.display()
-            )));
-            assert!(own.status.success(), "chown: {}", describe(&own));
-            settings
-                .push_str("ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n");
-        }
-        let conf = cluster.data.join("postgresql.conf");
+            self.port,
+            self.socket_dir.display()
+        )
+    }
+
+    fn append_settings(&self, settings: &str) {
+        let conf = self.data.join("postgresql.conf");
         std::fs::OpenOptions::new()
             .append(true)
             .open(&conf)
             .and_then(|mut f| std::io::Write::write_all(&mut f, settings.as_bytes()))
             .unwrap_or_else(|e| panic!("appending to {}: {e}", conf.display()));
-        cluster.write_hba(cluster.hba_open);
-        cluster.pg_ctl(&["start"]);
-        cluster
     }
 
     /// The URL of database `name` on this cluster, over TCP.
