@@ -140,12 +140,18 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
 /// How often, after a delivery was deferred, serve looks whether the database is back.
 const RECOVERY_CHECK: Duration = Duration::from_secs(2);
 
-/// Has Postfix retry what it deferred as soon as mail can be stored again: once now (serve is
-/// listening, perhaps after a crash or an upgrade), and whenever deliveries were answered `451`
-/// and the database answers again. Without this, deferred mail waits out Postfix's back-off
-/// (`minimal_backoff_time`, 300 s, doubling up to `maximal_backoff_time`, 4,000 s).
+/// Has Postfix retry what it deferred as soon as mail can be stored again: now (serve is
+/// listening, perhaps after a crash or an upgrade) and once more a moment later, and whenever
+/// deliveries were answered `451` and the database answers again. Without this, deferred mail
+/// waits out Postfix's back-off (`minimal_backoff_time`, 300 s, doubling up to
+/// `maximal_backoff_time`, 4,000 s).
+///
+/// The second request at start is for deliveries Postfix tried while serve was down whose
+/// failure reaches its queue manager after the first request: the queue manager then marks
+/// serve's destination dead again and defers everything for it for the back-off time.
 async fn retry_deferred(queue: PathBuf, pool: Pool, deferrals: Arc<AtomicBool>, mut stop: Stop) {
     let mut reached = true;
+    let mut starting = true;
     loop {
         match postfix::qmgr::flush_deferred(&queue).await {
             Ok(()) => {
@@ -166,6 +172,9 @@ async fn retry_deferred(queue: PathBuf, pool: Pool, deferrals: Arc<AtomicBool>, 
         loop {
             if !stop.sleep(RECOVERY_CHECK).await {
                 return;
+            }
+            if std::mem::take(&mut starting) {
+                break;
             }
             if deferrals.load(Ordering::Relaxed) && store::ping(&pool).await.is_ok() {
                 deferrals.store(false, Ordering::Relaxed);
