@@ -5,6 +5,7 @@
 #                     else a private cluster under var/pg; exports DATABASE_URL
 #   stop_database     stops the private cluster if ensure_database started it
 #   install_cargo_fuzz cargo-fuzz for the fuzz targets, when missing
+#   with_database_url a config with its database URL set; link_if_free a symlink where none is
 # Idempotent: running them again, or after a run that was killed, is fine.
 
 set -euo pipefail
@@ -52,6 +53,34 @@ as_postgres() (
         sudo -u postgres -- "$@"
     fi
 )
+
+# with_database_url FILE URL: FILE (a mailops config) with [database] url set to URL, on stdout.
+with_database_url() {
+    awk -v url="$2" '
+        function put() { if (!done) { printf "url = '"'"'%s'"'"'\n", url; done = 1 } }
+        /^[[:space:]]*\[/ {
+            if (in_db) put()
+            in_db = ($0 ~ /^[[:space:]]*\[database\][[:space:]]*(#.*)?$/)
+            print; next
+        }
+        in_db && /^[[:space:]]*url[[:space:]]*=/ { put(); next }
+        { print }
+        END { if (!done) { if (!in_db) print "\n[database]"; put() } }
+    ' "$1"
+}
+
+# link_if_free TARGET LINK: makes LINK a symlink to TARGET unless something else is there;
+# false when LINK is someone else's.
+link_if_free() {
+    if [ -L "$2" ] && [ "$(readlink -- "$2")" = "$1" ]; then
+        return 0
+    fi
+    if [ -e "$2" ] || [ -L "$2" ]; then
+        return 1
+    fi
+    as_root mkdir -p -- "$(dirname -- "$2")"
+    as_root ln -s -- "$1" "$2"
+}
 
 # install_packages [EXTRA...]: MAILOPS_PACKAGES and any extra packages named.
 # shellcheck disable=SC2120 # extra packages are optional

@@ -338,9 +338,40 @@ impl fmt::Display for Listen {
     }
 }
 
+/// Where the command line looks for its config file when `-c` is not given, after
+/// `$MAILOPS_CONFIG`: the working directory's, then the system's.
+pub const CONFIG_PLACES: [&str; 2] = ["mailops.toml", "/etc/mailops/mailops.toml"];
+
+/// The config file to use: `explicit` (`-c`), else `$MAILOPS_CONFIG`, else the first of
+/// [`CONFIG_PLACES`] that exists. A file named outright must exist: it is not passed over.
+pub fn locate(explicit: Option<&Path>) -> Result<PathBuf, Error> {
+    if let Some(path) = explicit {
+        return Ok(path.into());
+    }
+    if let Some(path) = std::env::var_os("MAILOPS_CONFIG").filter(|p| !p.is_empty()) {
+        return Ok(path.into());
+    }
+    CONFIG_PLACES
+        .iter()
+        .map(PathBuf::from)
+        .find(|path| path.exists())
+        .ok_or_else(|| Error::NotFound {
+            looked: CONFIG_PLACES.iter().map(|p| PathBuf::from(*p)).collect(),
+        })
+}
+
 /// Everything wrong with a config file, one line per problem.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// No config file was named and none is where one is looked for.
+    #[error(
+        "no config file: none given with -c or MAILOPS_CONFIG, and none at {}",
+        looked.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" or ")
+    )]
+    NotFound {
+        /// Where the file was looked for.
+        looked: Vec<PathBuf>,
+    },
     /// The file could not be read.
     #[error("cannot read {path}: {source}")]
     Read {
@@ -377,8 +408,9 @@ impl Config {
     }
 
     /// Parses and checks config text; `database_url` (from the environment) wins over the file.
+    /// Every problem is reported at once, as `key.path (line N): why`: values of the wrong type
+    /// are left out and the rest is still read and checked.
     pub fn parse(text: &str, database_url: Option<String>) -> Result<Config, Vec<String>> {
-        let mut problems = Vec::new();
         let mut table: toml::Table = match text.parse() {
             Ok(t) => t,
             Err(e) => return Err(vec![syntax_error(text, &e)]),
@@ -391,6 +423,7 @@ impl Config {
                 db.insert("url".into(), toml::Value::String(url));
             }
         }
+        let mut problems = Problems::default();
         let database = section::<Database>(&mut table, "database", &mut problems);
         let lmtp = section::<Lmtp>(&mut table, "lmtp", &mut problems);
         let inbound = section::<Inbound>(&mut table, "inbound", &mut problems);
@@ -399,16 +432,18 @@ impl Config {
             .contains_key("outbound")
             .then(|| section::<Outbound>(&mut table, "outbound", &mut problems));
         for key in table.keys() {
-            problems.push(format!("{key}: unknown section"));
+            problems.push(key, "unknown section");
         }
-        let (Some(database), Some(lmtp), Some(inbound), Some(postfix), Some(outbound)) = (
+        let sections = (
             database,
             lmtp,
             inbound,
             postfix,
             outbound.map_or(Some(None), |o| o.map(Some)),
-        ) else {
-            return Err(problems);
+        );
+        let (Some(database), Some(lmtp), Some(inbound), Some(postfix), Some(outbound)) = sections
+        else {
+            return Err(problems.located(text));
         };
         let mut config = Config {
             database,
@@ -417,11 +452,16 @@ impl Config {
             postfix,
             outbound,
         };
-        config.check(&mut problems);
+        let mut checked = Vec::new();
+        config.check(&mut checked);
+        for problem in checked {
+            let (key, why) = problem.split_once(": ").unwrap_or(("", &problem));
+            problems.push(key, why);
+        }
         if problems.is_empty() {
             Ok(config)
         } else {
-            Err(problems)
+            Err(problems.located(text))
         }
     }
 
@@ -644,61 +684,217 @@ pub fn parse_host_port(s: &str) -> Result<(String, u16), String> {
     Ok((host.to_owned(), port))
 }
 
-/// Deserializes one `[section]`, recording every unknown key and the first type error.
-fn section<T: DeserializeOwned>(
-    table: &mut toml::Table,
-    name: &str,
-    problems: &mut Vec<String>,
-) -> Option<T> {
-    let value = table
-        .remove(name)
-        .unwrap_or_else(|| toml::Value::Table(Default::default()));
-    let mut unknown = Vec::new();
-    // serde_ignored writes an `Option`'s inside as `?` (`oauth2.?.colour`): not a key.
-    let result = serde_ignored::deserialize(value, |path| {
-        let key: Vec<String> = path
-            .to_string()
-            .split('.')
-            .filter(|part| *part != "?")
-            .map(str::to_owned)
-            .collect();
-        unknown.push(key.join("."));
-    });
-    problems.extend(
-        unknown
-            .into_iter()
-            .map(|key| format!("{name}.{key}: unknown key")),
-    );
-    match result {
-        Ok(v) => Some(v),
-        Err(e) => {
-            problems.push(format!("[{name}]: {}", e.to_string().trim()));
-            None
+/// The problems found in a config file, by key path.
+#[derive(Default)]
+struct Problems {
+    /// `(key path, why)`, in the order found.
+    found: Vec<(String, String)>,
+    /// Keys left out for holding a value of the wrong type: the default that stands in for
+    /// one is not checked again.
+    left_out: Vec<String>,
+}
+
+impl Problems {
+    fn push(&mut self, key: &str, why: &str) {
+        if self.left_out.iter().any(|k| k == key) {
+            return;
         }
+        self.found.push((key.to_owned(), why.to_owned()));
+    }
+
+    fn is_empty(&self) -> bool {
+        self.found.is_empty()
+    }
+
+    /// One line per problem, with the line of the file its key is on where it has one.
+    fn located(self, text: &str) -> Vec<String> {
+        let document = toml_edit::ImDocument::parse(text).ok();
+        self.found
+            .into_iter()
+            .map(|(key, why)| {
+                match document
+                    .as_ref()
+                    .and_then(|d| line_of(text, d.as_table(), &key))
+                {
+                    Some(line) => format!("{key} (line {line}): {why}"),
+                    None => format!("{key}: {why}"),
+                }
+            })
+            .collect()
     }
 }
 
+/// The line a dotted key path is written on: the key's own, else (a key not written) its
+/// nearest table's.
+fn line_of(text: &str, table: &toml_edit::Table, key: &str) -> Option<usize> {
+    let mut span = None;
+    let mut current: &dyn toml_edit::TableLike = table;
+    for part in key.split('.') {
+        let Some((k, item)) = current.get_key_value(part) else {
+            break;
+        };
+        span = k.span().or(span);
+        match item.as_table_like() {
+            Some(inner) => current = inner,
+            None => break,
+        }
+    }
+    span.map(|s| text[..s.start].matches('\n').count() + 1)
+}
+
+/// Deserializes one `[section]`, recording every unknown key and every value of the wrong
+/// type: a wrong value is reported and left out (its default stands in) and the section is
+/// read again, so one mistake never hides the next. `None` when a required key is missing
+/// or wrong.
+fn section<T: DeserializeOwned>(
+    table: &mut toml::Table,
+    name: &str,
+    problems: &mut Problems,
+) -> Option<T> {
+    let mut value = table
+        .remove(name)
+        .unwrap_or_else(|| toml::Value::Table(Default::default()));
+    let mut unknown = std::collections::BTreeSet::new();
+    loop {
+        // serde_ignored writes an `Option`'s inside as `?` (`oauth2.?.colour`): not a key.
+        let result = serde_path_to_error::deserialize(serde_ignored::Deserializer::new(
+            value.clone(),
+            &mut |path: serde_ignored::Path| {
+                let key: Vec<String> = path
+                    .to_string()
+                    .split('.')
+                    .filter(|part| *part != "?")
+                    .map(str::to_owned)
+                    .collect();
+                unknown.insert(format!("{name}.{}", key.join(".")));
+            },
+        ));
+        let error = match result {
+            Ok(v) => {
+                for key in &unknown {
+                    problems.push(key, "unknown key");
+                }
+                return Some(v);
+            }
+            Err(e) => e,
+        };
+        let path: Vec<String> = error
+            .path()
+            .iter()
+            .filter_map(|segment| match segment {
+                serde_path_to_error::Segment::Map { key } => Some(key.clone()),
+                serde_path_to_error::Segment::Seq { index } => Some(index.to_string()),
+                _ => None,
+            })
+            .collect();
+        let message = error.into_inner().message().to_owned();
+        let inside = std::iter::once(name.to_owned())
+            .chain(path.iter().cloned())
+            .collect::<Vec<_>>()
+            .join(".");
+        if let Some(field) = message
+            .strip_prefix("missing field `")
+            .and_then(|m| m.strip_suffix('`'))
+        {
+            problems.push(&format!("{inside}.{field}"), "is required");
+        } else {
+            // The value in the way is the map entry the path ends on (a list's item, the list).
+            let key_len = path
+                .iter()
+                .rposition(|p| p.parse::<usize>().is_err())
+                .map_or(0, |i| i + 1);
+            let key = std::iter::once(name)
+                .chain(path[..key_len].iter().map(String::as_str))
+                .collect::<Vec<_>>()
+                .join(".");
+            problems.push(&key, &plain_type_error(&message));
+            // A list's wrong item is left out of the list, whose other items are still checked;
+            // any other wrong value is left out with its key.
+            let remove = path.len().min(key_len + 1);
+            if key_len > 0 && remove_path(&mut value, &path[..remove]) {
+                if remove == key_len {
+                    problems.left_out.push(key);
+                }
+                continue;
+            }
+        }
+        for key in &unknown {
+            problems.push(key, "unknown key");
+        }
+        return None;
+    }
+}
+
+/// Removes the value at `path` (table keys, list indexes) inside `value`; false when there
+/// is none.
+fn remove_path(value: &mut toml::Value, path: &[String]) -> bool {
+    let Some((last, parents)) = path.split_last() else {
+        return false;
+    };
+    let mut current = value;
+    for part in parents {
+        let inner = match current {
+            toml::Value::Table(t) => t.get_mut(part),
+            toml::Value::Array(a) => part.parse::<usize>().ok().and_then(|i| a.get_mut(i)),
+            _ => None,
+        };
+        match inner {
+            Some(inner) => current = inner,
+            None => return false,
+        }
+    }
+    match current {
+        toml::Value::Table(t) => t.remove(last).is_some(),
+        toml::Value::Array(a) => match last.parse::<usize>() {
+            Ok(i) if i < a.len() => {
+                a.remove(i);
+                true
+            }
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
+/// serde's type error in the words of the config file: `expected u64` is a whole number.
+fn plain_type_error(message: &str) -> String {
+    let mut plain = message.trim().to_owned();
+    for rust in ["u64", "u32", "u16", "usize", "i64", "i32"] {
+        plain = plain.replace(&format!("expected {rust}"), "expected a whole number");
+    }
+    plain
+}
+
 /// A fully qualified domain name of at most 64 characters (SL1's limit for authorized domains).
-fn check_domain(domain: &str) -> Result<(), &'static str> {
+fn check_domain(domain: &str) -> Result<(), String> {
+    if let Some(c) = domain
+        .chars()
+        .find(|c| !c.is_ascii_alphanumeric() && !matches!(c, '-' | '.'))
+    {
+        return Err(format!(
+            "has {c:?}, which a domain name cannot have (letters, digits, '-' and '.' only)"
+        ));
+    }
     if domain.len() > 64 {
-        return Err("is longer than 64 characters");
+        return Err("is longer than 64 characters".into());
     }
     let labels: Vec<&str> = domain.split('.').collect();
+    if labels.iter().any(|l| l.is_empty()) {
+        return Err("has an empty label (two dots in a row, or a dot at an end)".into());
+    }
     if labels.len() < 2 {
-        return Err("is not fully qualified");
+        return Err("is not fully qualified (no dot)".into());
     }
-    let label_ok = |l: &&str| {
-        !l.is_empty()
-            && l.len() <= 63
-            && !l.starts_with('-')
-            && !l.ends_with('-')
-            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-    };
-    if labels.iter().all(label_ok) {
-        Ok(())
-    } else {
-        Err("is not a valid domain name")
+    if labels
+        .iter()
+        .any(|l| l.starts_with('-') || l.ends_with('-'))
+    {
+        return Err("has a label that starts or ends with '-'".into());
     }
+    if labels.iter().any(|l| l.len() > 63) {
+        return Err("has a label longer than 63 characters".into());
+    }
+    Ok(())
 }
 
 /// RFC 5322 §3.2.3 dot-atom: atext runs separated by single dots.
@@ -749,6 +945,20 @@ smtpd_listen = "127.0.0.1:2525"
 mynetworks = ["127.0.0.0/8", "[::1]/128"]
 "#;
 
+    /// The problems of a config that must fail, without the lines they are on.
+    fn unlocated(parsed: Result<Config, Vec<String>>) -> Vec<String> {
+        let Err(problems) = parsed else {
+            panic!("the config passed its checks");
+        };
+        problems
+            .iter()
+            .map(|p| match p.split_once(" (line ") {
+                Some((key, rest)) => format!("{key}{}", &rest[rest.find(')').unwrap_or(0) + 1..]),
+                None => p.clone(),
+            })
+            .collect()
+    }
+
     #[test]
     fn good_config_parses_and_normalises() {
         let c = Config::parse(GOOD, None).expect("valid");
@@ -772,7 +982,7 @@ mynetworks = ["127.0.0.0/8", "[::1]/128"]
             "{GOOD}queue_directory = \"/var/spool/postfix/\"\ndata_directory = \"/var/lib//postfix\"\n"
         );
         assert_eq!(
-            Config::parse(&text, None).unwrap_err(),
+            unlocated(Config::parse(&text, None)),
             [
                 "postfix.queue_directory: /var/spool/postfix/ is the system Postfix's; this instance needs its own (the default is /var/spool/postfix-mailops)",
                 "postfix.data_directory: /var/lib//postfix is the system Postfix's; this instance needs its own (the default is /var/lib/postfix-mailops)",
@@ -812,10 +1022,10 @@ tls_cert_file = "/etc/cert.pem"
         let problems = Config::parse(text, None).unwrap_err();
         let joined = problems.join("\n");
         for needle in [
-            "database.colour: unknown key",
-            "inbound.lmtp_extra: unknown key",
-            "[lmtp]:",
-            "extra: unknown section",
+            "database.colour (line 4): unknown key",
+            "inbound.lmtp_extra (line 10): unknown key",
+            "lmtp.listen (line 6): ",
+            "extra (line 14): unknown section",
         ] {
             assert!(
                 joined.contains(needle),
@@ -823,22 +1033,80 @@ tls_cert_file = "/etc/cert.pem"
             );
         }
 
-        // With the syntax problems fixed, the value checks all report together.
+        // With the unknown keys and the wrong type fixed, the value checks report alone.
         let text = text
             .replace("colour = \"blue\"\n", "")
             .replace("lmtp_extra = 1\n", "")
             .replace("tcp:nowhere", "127.0.0.1:2424")
             .replace("[extra]\n", "");
-        let problems = Config::parse(&text, None).unwrap_err();
+        let problems = unlocated(Config::parse(&text, None));
         assert_eq!(
             problems,
             [
-                "inbound.authorized_domains: \"localhost\" is not fully qualified",
+                "inbound.authorized_domains: \"localhost\" is not fully qualified (no dot)",
                 "inbound.authorized_domains: \"a-very-long-label-that-goes-on.and-on-and-on-and-on-and-on.example.com\" is longer than 64 characters",
                 "inbound.notify_local_part: \"no tify\" is not a valid local part",
                 "postfix.mynetworks: \"10.0.0.0/40\" has a prefix longer than the address",
                 "postfix.tls_key_file: needed with postfix.tls_cert_file",
             ]
+        );
+    }
+
+    #[test]
+    fn wrong_types_and_wrong_values_are_reported_in_one_pass() {
+        let text = r#"[database]
+url = "postgres://mailops@127.0.0.1/mailops"
+pool_size = "many"
+[lmtp]
+listen = "127.0.0.1:2424"
+max_message_size = "25MB"
+[inbound]
+authorized_domains = ["bad domain!", 7, "localhost", "a..example.com", "-a.example.com"]
+[postfix]
+mynetworks = ["10.0.0.0/40"]
+"#;
+        assert_eq!(
+            Config::parse(text, None).unwrap_err(),
+            [
+                "database.pool_size (line 3): invalid type: string \"many\", expected a whole number",
+                "lmtp.max_message_size (line 6): invalid type: string \"25MB\", expected a whole number",
+                "inbound.authorized_domains (line 8): invalid type: integer `7`, expected a string",
+                "inbound.authorized_domains (line 8): \"bad domain!\" has ' ', which a domain name cannot have (letters, digits, '-' and '.' only)",
+                "inbound.authorized_domains (line 8): \"localhost\" is not fully qualified (no dot)",
+                "inbound.authorized_domains (line 8): \"a..example.com\" has an empty label (two dots in a row, or a dot at an end)",
+                "inbound.authorized_domains (line 8): \"-a.example.com\" has a label that starts or ends with '-'",
+                "postfix.mynetworks (line 10): \"10.0.0.0/40\" has a prefix longer than the address",
+            ]
+        );
+        // A required key of the wrong type is reported once, not again as missing.
+        let text = text.replace("url = \"postgres://mailops@127.0.0.1/mailops\"", "url = 5");
+        let problems = Config::parse(&text, None).unwrap_err();
+        assert!(
+            problems.contains(
+                &"database.url (line 2): invalid type: integer `5`, expected a string".into()
+            ),
+            "{problems:?}"
+        );
+        assert!(
+            !problems.iter().any(|p| p.contains("required")),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn the_config_file_is_found_where_the_command_line_looks() {
+        assert_eq!(
+            locate(Some(Path::new("x.toml"))).expect("named"),
+            Path::new("x.toml")
+        );
+        let message = Error::NotFound {
+            looked: CONFIG_PLACES.iter().map(PathBuf::from).collect(),
+        }
+        .to_string();
+        assert_eq!(
+            message,
+            "no config file: none given with -c or MAILOPS_CONFIG, and none at mailops.toml \
+             or /etc/mailops/mailops.toml"
         );
     }
 
@@ -849,7 +1117,7 @@ tls_cert_file = "/etc/cert.pem"
             "{GOOD}[outbound]\nfrom_address = \"noreply@mon.example.com\"\n\
              gateway = \"smtp.example.com:587\"\nauth = \"plain\"\ncolour = 1\n"
         );
-        let problems = Config::parse(&text, None).unwrap_err();
+        let problems = unlocated(Config::parse(&text, None));
         assert_eq!(
             problems,
             [
@@ -859,7 +1127,7 @@ tls_cert_file = "/etc/cert.pem"
         );
         let text = text.replace("colour = 1\n", "");
         assert_eq!(
-            Config::parse(&text, None).unwrap_err(),
+            unlocated(Config::parse(&text, None)),
             ["outbound.username: needed with outbound.auth"]
         );
         let text = text.replace("auth = \"plain\"", "encryption = \"smtps\"");
@@ -879,14 +1147,14 @@ tls_cert_file = "/etc/cert.pem"
         );
         let xoauth2 = format!("{outbound}auth = \"xoauth2\"\n");
         assert_eq!(
-            Config::parse(&xoauth2, None).unwrap_err(),
+            unlocated(Config::parse(&xoauth2, None)),
             ["outbound.oauth2: needed with outbound.auth = \"xoauth2\" \
               (token_url, client_id, refresh_token_file)"]
         );
         // Every missing key by name, and unknown keys as elsewhere.
         let text = format!("{xoauth2}[outbound.oauth2]\nscope = \"x\"\ncolour = 1\n");
         assert_eq!(
-            Config::parse(&text, None).unwrap_err(),
+            unlocated(Config::parse(&text, None)),
             [
                 "outbound.oauth2.colour: unknown key",
                 "outbound.oauth2.token_url: needed with outbound.auth = \"xoauth2\"",
@@ -909,7 +1177,7 @@ tls_cert_file = "/etc/cert.pem"
         // The table without xoauth2 is a mistake worth reporting.
         let text = complete.replace("auth = \"xoauth2\"", "auth = \"plain\"");
         assert_eq!(
-            Config::parse(&text, None).unwrap_err(),
+            unlocated(Config::parse(&text, None)),
             ["outbound.oauth2: only used with outbound.auth = \"xoauth2\""]
         );
     }
@@ -968,7 +1236,7 @@ tls_cert_file = "/etc/cert.pem"
             assert!(listen(loopback, "").is_ok(), "{loopback}");
         }
         for wide in ["0.0.0.0:24", "[::]:24", "192.0.2.7:24", "[2001:db8::7]:24"] {
-            let problems = listen(wide, "").unwrap_err();
+            let problems = unlocated(listen(wide, ""));
             assert_eq!(problems.len(), 1, "{problems:?}");
             assert!(
                 problems[0].starts_with(&format!("lmtp.listen: {wide} is not a loopback address"))

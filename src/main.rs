@@ -10,9 +10,10 @@ use mailops::config::Config;
 #[derive(Parser)]
 #[command(version, about)]
 struct Cli {
-    /// The config file.
-    #[arg(short, long, global = true, default_value = "mailops.toml")]
-    config: PathBuf,
+    /// The config file [default: $MAILOPS_CONFIG, else ./mailops.toml, else
+    /// /etc/mailops/mailops.toml]
+    #[arg(short, long, global = true)]
+    config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -73,8 +74,19 @@ enum PolicyCommand {
     },
 }
 
+/// A failed command prints one line of what went wrong and why (never a backtrace) and exits 1.
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
+    match run().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mailops: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("MAILOPS_LOG")
@@ -86,16 +98,22 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let cli = Cli::parse();
     never_world_writable();
-    let config = Config::load(&cli.config)?;
+    let config_path = mailops::config::locate(cli.config.as_deref())?;
+    let config = Config::load(&config_path)?;
     match cli.command {
         Command::Serve => {
             return_large_buffers();
             mailops::serve::run(config, shutdown_signal()).await?
         }
         Command::Migrate => {
-            let pool = mailops::store::pool(&config.database.url, 1)?;
-            let applied = mailops::store::migrate::run(&pool).await?;
-            mailops::serve::sync_recipients(&config, &pool).await?;
+            let applied = async {
+                let pool = mailops::store::pool(&config.database.url, 1)?;
+                let applied = mailops::store::migrate::run(&pool).await?;
+                mailops::serve::sync_recipients(&config, &pool).await?;
+                anyhow::Ok(applied)
+            }
+            .await
+            .with_context(|| in_database(&config))?;
             println!("migrations applied: {applied:?}");
         }
         Command::PostfixConfig { out } => {
@@ -110,7 +128,7 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         Command::CheckConfig => {
-            println!("{}: ok", cli.config.display());
+            println!("{}: ok", config_path.display());
             println!(
                 "postfix.mynetworks: {} may send mail to any domain through this instance",
                 config.postfix.mynetworks.join(", ")
@@ -127,9 +145,13 @@ async fn policy(config: &Config, command: PolicyCommand) -> anyhow::Result<()> {
     use mailops::policy::{self, PolicyFile};
     // One connection is enough: apply and export each use a single one.
     let database = || async {
-        let pool = mailops::store::pool(&config.database.url, 1)?;
-        mailops::store::migrate::check(&pool).await?;
-        anyhow::Ok(pool)
+        async {
+            let pool = mailops::store::pool(&config.database.url, 1)?;
+            mailops::store::migrate::check(&pool).await?;
+            anyhow::Ok(pool)
+        }
+        .await
+        .with_context(|| in_database(config))
     };
     match command {
         PolicyCommand::Apply {
@@ -194,7 +216,10 @@ async fn smtp_test(config: &Config, send_to: Option<&str>) -> anyhow::Result<()>
     }
     let pool = mailops::store::pool(&config.database.url, 1)?;
     if let Err(e) = smtp_test::save(&pool, &reports).await {
-        eprintln!("warning: the result was not saved in PostgreSQL: {e}");
+        eprintln!(
+            "warning: the result was not saved: {}: {e}",
+            in_database(config)
+        );
     }
     let failed: Vec<String> = reports
         .iter()
@@ -210,6 +235,14 @@ async fn smtp_test(config: &Config, send_to: Option<&str>) -> anyhow::Result<()>
     } else {
         anyhow::bail!("{}", failed.join("; "))
     }
+}
+
+/// Which database a failure was in: the config's URL, its password hidden.
+fn in_database(config: &Config) -> String {
+    format!(
+        "database {}",
+        mailops::config::redact_password(&config.database.url)
+    )
 }
 
 /// Adds "others may not write" to the umask, whatever the service manager set. bind(2)

@@ -9,7 +9,7 @@ use std::time::Duration;
 use deadpool_postgres::Pool;
 use tokio::sync::oneshot;
 
-use crate::config::Config;
+use crate::config::{redact_password, Config};
 use crate::delivery::Delivery;
 use crate::events::evaluate::Settings as EventSettings;
 use crate::events::expire;
@@ -24,8 +24,13 @@ use crate::{roundtrip, route};
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The database is unusable in a way waiting will not fix.
-    #[error(transparent)]
-    Store(#[from] store::Error),
+    #[error("database {url}: {source}")]
+    Database {
+        /// The config's URL, its password hidden.
+        url: String,
+        /// Why.
+        source: store::Error,
+    },
     /// The `[outbound]` settings cannot be used (a password or CA file).
     #[error(transparent)]
     Outbound(#[from] crate::outbound::smtp::SettingsError),
@@ -59,14 +64,18 @@ pub async fn sync_recipients(config: &Config, pool: &Pool) -> Result<(), store::
 
 /// Runs the service until `shutdown` completes, then lets transactions in flight finish.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
-    let pool = store::pool(&config.database.url, config.database.pool_size)?;
+    let in_database = |source| Error::Database {
+        url: redact_password(&config.database.url),
+        source,
+    };
+    let pool = store::pool(&config.database.url, config.database.pool_size).map_err(in_database)?;
     let outbound = match &config.outbound {
         Some(o) => Some((Arc::new(o.clone()), Arc::new(Settings::new(o)?))),
         None => None,
     };
     let mut shutdown = std::pin::pin!(shutdown);
     tokio::select! {
-        synced = wait_for_database(&config, &pool) => synced?,
+        synced = wait_for_database(&config, &pool) => synced.map_err(in_database)?,
         () = &mut shutdown => return Ok(()),
     };
     let current = Current::default();
@@ -195,7 +204,7 @@ async fn wait_for_database(config: &Config, pool: &Pool) -> Result<(), store::Er
             Err(e @ store::Error::SchemaBehind { .. }) => return Err(e),
             Err(e) if e.is_permanent() => return Err(e),
             Err(e) => {
-                tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "database not ready");
+                tracing::warn!(error = %e, database = %redact_password(&config.database.url), retry_in_ms = delay.as_millis() as u64, "database not ready");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(10));
             }

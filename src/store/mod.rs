@@ -20,7 +20,9 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 /// How long a caller waits for a pooled connection, or for a new one to open.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Why a storage call failed.
+/// Why a storage call failed. A connection's or statement's error shows the whole cause in
+/// its own text (the server's message, the TLS check's reason), so it names no source for an
+/// error report to repeat.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The database URL cannot be used.
@@ -28,10 +30,10 @@ pub enum Error {
     Url(String),
     /// No connection could be had (down, refusing, pool exhausted).
     #[error("no database connection: {}", pool_detail(.0))]
-    Pool(#[from] deadpool_postgres::PoolError),
+    Pool(deadpool_postgres::PoolError),
     /// A statement failed.
     #[error("database: {}", detail(.0))]
-    Db(#[from] tokio_postgres::Error),
+    Db(tokio_postgres::Error),
     /// The pool could not be built.
     #[error("database pool: {0}")]
     Build(#[from] deadpool_postgres::BuildError),
@@ -53,6 +55,18 @@ pub enum Error {
         /// Latest migration this binary ships.
         want: i32,
     },
+}
+
+impl From<deadpool_postgres::PoolError> for Error {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        Error::Pool(e)
+    }
+}
+
+impl From<tokio_postgres::Error> for Error {
+    fn from(e: tokio_postgres::Error) -> Self {
+        Error::Db(e)
+    }
 }
 
 /// What went wrong, with the server's own message when it sent one ("db error" alone says
