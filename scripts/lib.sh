@@ -82,6 +82,26 @@ link_if_free() {
     as_root ln -s -- "$1" "$2"
 }
 
+# install_without_starting PACKAGE: installs PACKAGE (when missing) without starting the
+# service it ships (for a tool that comes with a server, such as promtool with prometheus): a
+# policy-rc.d refusing only that service stands in for the install when the machine has none.
+install_without_starting() {
+    local policy=/usr/sbin/policy-rc.d
+    if dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; then
+        return 0
+    fi
+    if [ -e "$policy" ]; then
+        install_packages "$1"
+        return
+    fi
+    printf '#!/bin/sh\n[ "$1" = "%s" ] && exit 101\nexit 0\n' "$1" | as_root tee "$policy" >/dev/null
+    as_root chmod 0755 "$policy"
+    local status=0
+    install_packages "$1" || status=$?
+    as_root rm -f "$policy"
+    return "$status"
+}
+
 # install_packages [EXTRA...]: MAILOPS_PACKAGES and any extra packages named.
 # shellcheck disable=SC2120 # extra packages are optional
 install_packages() {

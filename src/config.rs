@@ -20,6 +20,16 @@ pub struct Config {
     pub postfix: Postfix,
     /// `[outbound]`: absent, mailops sends nothing.
     pub outbound: Option<Outbound>,
+    /// `[metrics]`: absent, serve has no metrics or health endpoint.
+    pub metrics: Option<Metrics>,
+}
+
+/// `[metrics]`: the HTTP endpoint serving `/metrics` (Prometheus), `/healthz` and `/readyz`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Metrics {
+    /// `host:port` it listens on (no authentication: the metrics say how much mail comes
+    /// and from which routes, nothing of its content).
+    pub listen: SocketAddr,
 }
 
 /// `[database]`: where PostgreSQL is. Its `Debug` hides the URL's password.
@@ -431,6 +441,9 @@ impl Config {
         let outbound = table
             .contains_key("outbound")
             .then(|| section::<Outbound>(&mut table, "outbound", &mut problems));
+        let metrics = table
+            .contains_key("metrics")
+            .then(|| section::<Metrics>(&mut table, "metrics", &mut problems));
         for key in table.keys() {
             problems.push(key, "unknown section");
         }
@@ -440,8 +453,16 @@ impl Config {
             inbound,
             postfix,
             outbound.map_or(Some(None), |o| o.map(Some)),
+            metrics.map_or(Some(None), |m| m.map(Some)),
         );
-        let (Some(database), Some(lmtp), Some(inbound), Some(postfix), Some(outbound)) = sections
+        let (
+            Some(database),
+            Some(lmtp),
+            Some(inbound),
+            Some(postfix),
+            Some(outbound),
+            Some(metrics),
+        ) = sections
         else {
             return Err(problems.located(text));
         };
@@ -451,6 +472,7 @@ impl Config {
             inbound,
             postfix,
             outbound,
+            metrics,
         };
         let mut checked = Vec::new();
         config.check(&mut checked);

@@ -14,11 +14,11 @@ use crate::envelope::Envelope;
 use crate::events::evaluate::{self, Alert, Decision, Settings, Write};
 use crate::lmtp::{Backend, Reply};
 use crate::message::Message;
-use crate::roundtrip;
 use crate::route::{address_key, Route};
 use crate::state::{Current, State};
 use crate::store::{self, inbound};
 use crate::tickets::handle::{self as tickets, Outcome as TicketOutcome};
+use crate::{metrics, roundtrip};
 
 mod group;
 
@@ -106,6 +106,7 @@ impl Delivery {
     /// `451` for `recipient`, and the flag [`Delivery::deferrals`] set.
     fn deferred(&self, recipient: &str, route: Option<Route>, e: &store::Error) -> Reply {
         self.deferred.store(true, Ordering::Relaxed);
+        metrics::get().message(route.map_or("unknown", Route::as_str), "deferred");
         let route = route.map_or("", Route::as_str);
         tracing::warn!(recipient, route, error = %e, "delivery deferred");
         Reply::new(451, "4.3.0", "Temporary storage failure, try again later")
@@ -129,12 +130,14 @@ impl Delivery {
     ) -> Result<Option<(i64, T)>, store::Error> {
         let mut client = self.pool.get().await?;
         let insert = inbound::prepare(&client).await?;
+        let started = Instant::now();
         let tx = client.transaction().await?;
         let Some(id) = inbound::insert(&*tx, &insert, row).await? else {
             return Ok(None);
         };
         let done = then(&tx, id).await?;
         tx.commit().await?;
+        metrics::get().transaction(started.elapsed(), None);
         Ok(Some((id, done)))
     }
 
@@ -185,9 +188,14 @@ impl Delivery {
         let Some((id, state)) = stored else {
             return Ok(Outcome::Duplicate);
         };
+        if let Some(("received", rtt)) = state.as_ref().map(|(s, rtt)| (s.as_str(), *rtt)) {
+            metrics::get().roundtrip(rtt);
+        }
         tracing::info!(
             probe = probe_id,
-            state = state.as_deref().unwrap_or("already answered or gone"),
+            state = state
+                .as_ref()
+                .map_or("already answered or gone", |(s, _)| s),
             "round-trip reply"
         );
         Ok(Outcome::Stored(id, None))
@@ -207,7 +215,8 @@ impl Delivery {
             Ok(Some(route)) => route,
             // RCPT accepted it, so this only happens if the address went away meanwhile.
             Ok(None) => {
-                return Reply::new(550, "5.1.1", format!("<{recipient}>: recipient unknown"))
+                metrics::get().message("unknown", "refused");
+                return Reply::new(550, "5.1.1", format!("<{recipient}>: recipient unknown"));
             }
             Err(e) => return self.deferred(recipient, None, &e),
         };
@@ -242,9 +251,11 @@ impl Delivery {
             .filter(|_| route == Route::Event)
             .and_then(|d| d.device)
             .map(|d| d.name.as_str());
-        let events = decision
-            .filter(|_| route == Route::Event)
-            .map_or(0, Decision::raised);
+        // The decision's writes were moved into the message (`Parsed::writes`): counted there.
+        let events = match route {
+            Route::Event => evaluate::raised(&m.writes),
+            _ => 0,
+        };
         let log = |outcome: &str, ticket: &str| {
             tracing::info!(
                 sender = %m.envelope.mail_from,
@@ -262,10 +273,17 @@ impl Delivery {
         };
         match result {
             Ok(Outcome::Stored(id, ticket)) => {
+                metrics::get().message(route.as_str(), "stored");
+                match ticket {
+                    Some(TicketOutcome::Created(_)) => metrics::get().ticket_opened(),
+                    Some(TicketOutcome::Noted(_)) => metrics::get().ticket_note(),
+                    _ => {}
+                }
                 log("stored", &ticket.map(|t| t.describe()).unwrap_or_default());
                 Reply::new(250, "2.0.0", format!("<{recipient}> stored as {id}"))
             }
             Ok(Outcome::Duplicate) => {
+                metrics::get().message(route.as_str(), "duplicate");
                 log("duplicate", "");
                 Reply::new(250, "2.0.0", format!("<{recipient}> already stored"))
             }

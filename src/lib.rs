@@ -15,6 +15,7 @@ pub mod events;
 pub mod group;
 pub mod lmtp;
 pub mod message;
+pub mod metrics;
 pub mod outbound;
 pub mod policy;
 pub mod postfix;

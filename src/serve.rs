@@ -20,6 +20,8 @@ use crate::stop::{Stop, Stopper};
 use crate::{lmtp, postfix, store};
 use crate::{roundtrip, route};
 
+mod endpoint;
+
 /// Why `serve` could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -73,15 +75,33 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         Some(o) => Some((Arc::new(o.clone()), Arc::new(Settings::new(o)?))),
         None => None,
     };
-    let mut shutdown = std::pin::pin!(shutdown);
-    tokio::select! {
-        synced = wait_for_database(&config, &pool) => synced.map_err(in_database)?,
-        () = &mut shutdown => return Ok(()),
-    };
     let current = Current::default();
-    let (loaded, policies_loaded) = oneshot::channel();
     // Background jobs: each finishes its unit of work when told to stop, never aborted.
     let mut background = Stopper::new();
+    // The endpoint first, so that /healthz answers while the database is awaited.
+    if let Some(m) = &config.metrics {
+        let listener = tokio::net::TcpListener::bind(m.listen)
+            .await
+            .map_err(|source| Error::Listen {
+                listen: format!("metrics {}", m.listen),
+                source,
+            })?;
+        tracing::info!(listen = %m.listen, "metrics listening");
+        let (p, c) = (pool.clone(), current.clone());
+        background.spawn("metrics endpoint", move |stop| {
+            endpoint::run(listener, p, c, stop)
+        });
+    }
+    let mut shutdown = std::pin::pin!(shutdown);
+    let waited = tokio::select! {
+        synced = wait_for_database(&config, &pool) => synced.map(Some).map_err(in_database),
+        () = &mut shutdown => Ok(None),
+    };
+    if !matches!(waited, Ok(Some(()))) {
+        background.stop().await;
+        return waited.map(drop);
+    }
+    let (loaded, policies_loaded) = oneshot::channel();
     let (url, p, c) = (config.database.url.clone(), pool.clone(), current.clone());
     background.spawn("policy watcher", move |stop| {
         state::watch(url, p, c, loaded, stop)

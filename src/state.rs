@@ -12,7 +12,7 @@ use crate::roundtrip::model::RoundtripPolicy;
 use crate::roundtrip::token::Key;
 use crate::route::Router;
 use crate::stop::Stop;
-use crate::{events, store, tickets};
+use crate::{events, metrics, store, tickets};
 
 /// The channel the policy tables' triggers notify on every change (see `sql/`).
 const CHANNEL: &str = "mailops_policies";
@@ -73,6 +73,14 @@ pub async fn load(pool: &Pool) -> Result<State, store::Error> {
         roundtrip_policies = model.roundtrips.len(),
         "policies loaded"
     );
+    metrics::get().policies_loaded(&[
+        ("addresses", router.len()),
+        ("devices", events.device_count()),
+        ("originators", events.originators.len()),
+        ("event_policies", events.event_policies().len()),
+        ("ticket_policies", tickets.len()),
+        ("roundtrip_policies", model.roundtrips.len()),
+    ]);
     Ok(State {
         router,
         events,

@@ -28,6 +28,7 @@ use tokio::time::Instant;
 
 use super::Outcome;
 use crate::events::evaluate::Write;
+use crate::metrics;
 use crate::store::{self, events, inbound};
 
 /// Most copies stored in one transaction.
@@ -259,19 +260,27 @@ async fn store_all(pool: &Pool, copies: &[Copy]) -> Vec<Result<Outcome, Arc<stor
 }
 
 /// Stores `copies` and their writes in one transaction, in one round trip: their ids, or
-/// `None` if one was already stored (which rolled the transaction back).
+/// `None` if one was already stored (which rolled the transaction back). A committed
+/// transaction is counted in the metrics, with the events it raised and cleared.
 async fn together(pool: &Pool, copies: &[Copy]) -> Result<Option<Vec<i64>>, store::Error> {
     let client = pool.get().await?;
     let insert = inbound::prepare(&client).await?;
     let statements = events::Statements::prepare(&client).await?;
-    let (client, insert, statements) = (&client, &insert, &statements);
-    store::transaction(client, async move {
+    let tally = events::Tally::default();
+    let (client, insert, statements, tally_ref) = (&client, &insert, &statements, &tally);
+    let started = Instant::now();
+    let stored = store::transaction(client, async move {
         let pending: Vec<Pin<Box<_>>> = copies
             .iter()
             .map(|copy| {
                 Box::pin(async move {
-                    let writes =
-                        events::pending(client, statements, &copy.message_key, &copy.writes);
+                    let writes = events::pending(
+                        client,
+                        statements,
+                        &copy.message_key,
+                        &copy.writes,
+                        tally_ref,
+                    );
                     let (inserted, written) = tokio::join!(
                         biased;
                         inbound::insert(&***client, insert, &copy.row),
@@ -296,7 +305,12 @@ async fn together(pool: &Pool, copies: &[Copy]) -> Result<Option<Vec<i64>>, stor
         }
         Ok(Some(ids))
     })
-    .await
+    .await?;
+    if stored.is_some() {
+        metrics::get().transaction(started.elapsed(), Some(copies.len()));
+        metrics::get().events(tally.counts());
+    }
+    Ok(stored)
 }
 
 #[cfg(test)]

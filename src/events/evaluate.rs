@@ -281,14 +281,12 @@ pub struct Decision<'a> {
     pub writes: Vec<Write>,
 }
 
-impl Decision<'_> {
-    /// How many events it raises or counts.
-    pub fn raised(&self) -> usize {
-        self.writes
-            .iter()
-            .filter(|w| matches!(w, Write::Raise { .. }))
-            .count()
-    }
+/// How many events `writes` raise or count.
+pub fn raised(writes: &[Write]) -> usize {
+    writes
+        .iter()
+        .filter(|w| matches!(w, Write::Raise { .. }))
+        .count()
 }
 
 /// Decides what `alert` does under `policies`.

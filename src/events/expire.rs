@@ -5,7 +5,7 @@ use std::time::Duration;
 use deadpool_postgres::Pool;
 
 use crate::stop::Stop;
-use crate::store;
+use crate::{metrics, store};
 
 /// How often active events are checked for expiry.
 const EXPIRY_INTERVAL: Duration = Duration::from_secs(60);
@@ -18,8 +18,11 @@ pub async fn expire_events(pool: Pool, mut stop: Stop) {
             Ok::<_, store::Error>(store::events::expire(&client).await?)
         };
         match cleared.await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(events = n, "expired events cleared"),
+            Ok((0, _)) => {}
+            Ok((n, tally)) => {
+                metrics::get().events(tally.counts());
+                tracing::info!(events = n, "expired events cleared")
+            }
             Err(e) => tracing::warn!(error = %e, "clearing expired events"),
         }
         if !stop.sleep(EXPIRY_INTERVAL).await {

@@ -14,6 +14,7 @@ use super::codec::{DataDecoder, DataError, Line, LineDecoder};
 use super::command::{self, Attribute, Command};
 use super::{Backend, Reply};
 use crate::envelope::Envelope;
+use crate::metrics;
 
 /// Octets asked of the stream per read.
 const READ_CHUNK: usize = 16 * 1024;
@@ -121,11 +122,13 @@ where
                 let Some(message) = conn.receive_data(data).await? else {
                     return conn.close(&Reply::idle_timeout()).await;
                 };
+                let received = Instant::now();
                 for reply in session.deliver(message).await {
                     conn.reply(&reply);
                 }
                 // The client is waiting on these replies: send them now.
                 conn.flush().await?;
+                metrics::get().data_replied(received.elapsed());
                 deadline = Instant::now() + limits.idle_timeout;
             }
         }
@@ -345,6 +348,7 @@ struct Connection<S> {
 impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     /// Queues a reply; it is written on the next flush.
     fn reply(&mut self, reply: &Reply) {
+        metrics::get().lmtp_reply(reply.code());
         let text = reply.to_string();
         trace!(reply = %text.trim_end(), ">");
         self.out.extend_from_slice(text.as_bytes());

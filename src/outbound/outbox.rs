@@ -14,7 +14,7 @@ use tokio_postgres::GenericClient;
 use super::smtp::{self, Settings};
 use crate::config::Outbound;
 use crate::stop::Stop;
-use crate::store;
+use crate::{metrics, store};
 
 /// A message for mailops to send.
 #[derive(Debug, Clone, Default)]
@@ -171,10 +171,22 @@ pub fn backoff(attempts: i32) -> Duration {
     Duration::from_secs(30 << doublings).min(Duration::from_secs(3600))
 }
 
+/// How often the outbox worker counts what waits in the outbox.
+const BACKLOG_INTERVAL: Duration = Duration::from_secs(5);
+
 /// Sends due outbox rows until told to stop. A send in progress is finished (the gateway's
 /// answer recorded and committed) before it stops, so a notice is never sent twice.
 pub async fn work(pool: Pool, o: Arc<Outbound>, settings: Arc<Settings>, mut stop: Stop) {
+    let mut counted: Option<std::time::Instant> = None;
     while !stop.stopping() {
+        // What waits, for the metrics: at most every few seconds, busy or not.
+        if counted.is_none_or(|at| at.elapsed() >= BACKLOG_INTERVAL) {
+            counted = Some(std::time::Instant::now());
+            match store::outbox::backlog(&pool).await {
+                Ok((queued, oldest)) => metrics::get().outbox_backlog(queued, oldest),
+                Err(e) => tracing::warn!(error = %e, "outbox backlog"),
+            }
+        }
         let pause = if o.block_outgoing {
             Duration::from_secs(5)
         } else {
@@ -228,6 +240,11 @@ pub async fn send_one(
         }
     }
     tx.commit().await?;
+    metrics::get().outbox_attempt(match &sent {
+        Ok(_) => "sent",
+        Err(failure) if failure.is_permanent() || attempts >= o.max_attempts => "failed",
+        Err(_) => "retry",
+    });
     Ok(true)
 }
 

@@ -15,7 +15,7 @@ use crate::config::Outbound;
 use crate::outbound::outbox::{self, Notice};
 use crate::state::Current;
 use crate::stop::Stop;
-use crate::store;
+use crate::{metrics, store};
 
 /// How often unanswered probes are checked, and the longest the scheduler sleeps.
 const TICK: Duration = Duration::from_secs(1);
@@ -116,7 +116,10 @@ pub async fn run(pool: Pool, current: Current, o: Arc<Outbound>, mut stop: Stop)
         };
         match sweep.await {
             Ok(0) => {}
-            Ok(n) => tracing::warn!(probes = n, "round-trip probes timed out"),
+            Ok(n) => {
+                metrics::get().roundtrip_timeouts(n);
+                tracing::warn!(probes = n, "round-trip probes timed out")
+            }
             Err(e) => tracing::warn!(error = %e, "round-trip timeouts"),
         }
         if !stop.sleep_until(schedule.wake(Instant::now())).await {

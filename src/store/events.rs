@@ -1,9 +1,49 @@
 //! `device_logs`, `system_log` and `events`: carrying out what the events pipeline decided.
 
-use tokio_postgres::{Client, Statement};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio_postgres::{Client, Row, Statement};
 
 use super::Pending;
 use crate::events::evaluate::{Close, Write};
+use crate::events::model::Severity;
+
+/// What a transaction's events writes did, by severity, counted as the statements answer:
+/// read it once the transaction has committed.
+#[derive(Debug, Default)]
+pub struct Tally {
+    raised: [AtomicU64; Severity::ALL.len()],
+    cleared: [AtomicU64; Severity::ALL.len()],
+}
+
+impl Tally {
+    fn add(counts: &[AtomicU64], severity: Severity, n: u64) {
+        if let Some(i) = Severity::ALL.iter().position(|s| *s == severity) {
+            counts[i].fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts the events the rows (each an event's `severity`) say were cleared.
+    fn cleared(&self, rows: &[Row]) -> u64 {
+        for row in rows {
+            if let Ok(severity) = row.get::<_, &str>(0).parse() {
+                Tally::add(&self.cleared, severity, 1);
+            }
+        }
+        rows.len() as u64
+    }
+
+    /// Per severity: alerts written to an event (new or a repeat), and events cleared.
+    pub fn counts(&self) -> impl Iterator<Item = (&'static str, u64, u64)> + '_ {
+        Severity::ALL.iter().enumerate().map(|(i, s)| {
+            (
+                s.as_str(),
+                self.raised[i].load(Ordering::Relaxed),
+                self.cleared[i].load(Ordering::Relaxed),
+            )
+        })
+    }
+}
 
 /// True only in the transaction of the mail that claimed alert key `$1` (see `claim`).
 const OWNS_KEY: &str = "EXISTS (SELECT 1 FROM alert_keys WHERE key = $1
@@ -61,7 +101,8 @@ impl Statements {
                             OR last_seen < now() - (CASE WHEN severity = 'healthy'
                                                          THEN coalesce($8::integer, $7::integer)
                                                          ELSE $7::integer END) * interval '1 second')
-                       AND {OWNS_KEY}"
+                       AND {OWNS_KEY}
+                     RETURNING severity"
                 ))
                 .await?,
             // One active event per (device, policy, key): a repeat counts, and carries the
@@ -81,7 +122,8 @@ impl Statements {
                 .prepare_cached(&format!(
                     "UPDATE events SET state = 'cleared', cleared_at = now(), cleared_reason = $4
                      WHERE device_id = $2 AND event_policy_id = $3 AND state = 'active'
-                       AND ($5::text IS NULL OR key = $5) AND {OWNS_KEY}"
+                       AND ($5::text IS NULL OR key = $5) AND {OWNS_KEY}
+                     RETURNING severity"
                 ))
                 .await?,
         })
@@ -89,12 +131,14 @@ impl Statements {
 }
 
 /// The statements for `writes`, in order, each sent when first polled: first the claim of the
-/// message's alert key, then the writes, each guarded by it.
+/// message's alert key, then the writes, each guarded by it. What they did is counted in
+/// `tally`.
 pub fn pending<'a>(
     client: &'a Client,
     st: &'a Statements,
     key: &'a str,
     writes: &'a [Write],
+    tally: &'a Tally,
 ) -> Vec<Pending<'a>> {
     let mut pending: Vec<Pending<'a>> = Vec::with_capacity(writes.len() + 2);
     if writes.is_empty() {
@@ -129,7 +173,7 @@ pub fn pending<'a>(
                 {
                     pending.push(Box::pin(async move {
                         client
-                            .execute(
+                            .query(
                                 &st.close,
                                 &[
                                     &key,
@@ -143,11 +187,11 @@ pub fn pending<'a>(
                                 ],
                             )
                             .await
+                            .map(|rows| tally.cleared(&rows))
                     }));
                 }
                 pending.push(Box::pin(async move {
-                    let severity = severity.as_str();
-                    client
+                    let written = client
                         .execute(
                             &st.raise,
                             &[
@@ -155,11 +199,13 @@ pub fn pending<'a>(
                                 device_id,
                                 event_policy_id,
                                 event_key,
-                                &severity,
+                                &severity.as_str(),
                                 message,
                             ],
                         )
-                        .await
+                        .await?;
+                    Tally::add(&tally.raised, *severity, written);
+                    Ok(written)
                 }));
             }
             Write::Clear {
@@ -169,11 +215,12 @@ pub fn pending<'a>(
                 reason,
             } => pending.push(Box::pin(async move {
                 client
-                    .execute(
+                    .query(
                         &st.clear,
                         &[&key, device_id, event_policy_id, reason, event_key],
                     )
                     .await
+                    .map(|rows| tally.cleared(&rows))
             })),
         }
     }
@@ -181,18 +228,22 @@ pub fn pending<'a>(
 }
 
 /// Clears every active event whose policy's `expire_after_s` (for a healthy one,
-/// `expire_healthy_after_s` when set) has passed since it was last seen.
-pub async fn expire(client: &Client) -> Result<u64, tokio_postgres::Error> {
-    client
-        .execute(
+/// `expire_healthy_after_s` when set) has passed since it was last seen; counts them in the
+/// tally it returns, with how many.
+pub async fn expire(client: &Client) -> Result<(u64, Tally), tokio_postgres::Error> {
+    let tally = Tally::default();
+    let rows = client
+        .query(
             "UPDATE events e SET state = 'cleared', cleared_at = now(), cleared_reason = 'expired'
              FROM event_policies p
              WHERE e.event_policy_id = p.id AND e.state = 'active'
                AND (p.expire_after_s IS NOT NULL OR p.expire_healthy_after_s IS NOT NULL)
                AND e.last_seen < now() - (CASE WHEN e.severity = 'healthy'
                                                THEN coalesce(p.expire_healthy_after_s, p.expire_after_s)
-                                               ELSE p.expire_after_s END) * interval '1 second'",
+                                               ELSE p.expire_after_s END) * interval '1 second'
+             RETURNING e.severity",
             &[],
         )
-        .await
+        .await?;
+    Ok((tally.cleared(&rows), tally))
 }

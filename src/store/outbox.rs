@@ -80,6 +80,21 @@ pub struct Due {
     pub attempts: i32,
 }
 
+/// How many rows wait to be sent, and how long the oldest of them has waited.
+pub async fn backlog(pool: &deadpool_postgres::Pool) -> Result<(i64, Duration), Error> {
+    let row = pool
+        .get()
+        .await?
+        .query_one(
+            "SELECT count(*), coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8
+             FROM outbox WHERE state = 'queued'",
+            &[],
+        )
+        .await?;
+    let oldest: f64 = row.get(1);
+    Ok((row.get(0), Duration::from_secs_f64(oldest.max(0.0))))
+}
+
 /// Claims the next due message in `client`'s transaction (rows another transaction holds are
 /// skipped, so no two senders take the same one); `None` when nothing is due.
 pub async fn claim(client: &impl GenericClient) -> Result<Option<Due>, Error> {

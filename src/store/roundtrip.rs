@@ -139,15 +139,15 @@ pub(super) async fn send_failed(client: &impl GenericClient, outbox_id: i64) -> 
 
 /// Records the reply to probe `probe_id` (stored as `inbound_message_id`): its time, round
 /// trip, sender and hops. In time it clears the policy's timeout event; after the timeout the
-/// probe is `late`. Returns the probe's new state, or `None` when the probe is gone or was
-/// already answered.
+/// probe is `late`. Returns the probe's new state and its round trip, or `None` when the
+/// probe is gone or was already answered.
 pub async fn reply(
     client: &impl GenericClient,
     probe_id: i64,
     from: &str,
     hops: &str,
     inbound_message_id: i64,
-) -> Result<Option<String>, Error> {
+) -> Result<Option<(String, Duration)>, Error> {
     let Some(row) = client
         .query_opt(
             "UPDATE roundtrip_probes r SET received_at = now(),
@@ -159,7 +159,7 @@ pub async fn reply(
                  inbound_message_id = $4
              FROM roundtrip_policies p
              WHERE r.id = $1 AND p.id = r.roundtrip_policy_id AND r.received_at IS NULL
-             RETURNING r.state, p.id",
+             RETURNING r.state, p.id, r.rtt_ms",
             &[&probe_id, &from, &hops, &inbound_message_id],
         )
         .await?
@@ -168,6 +168,9 @@ pub async fn reply(
     };
     let state: String = row.get(0);
     let policy_id: i64 = row.get(1);
+    // NULL only for a probe answered before it was recorded as sent.
+    let rtt_ms: Option<i64> = row.get(2);
+    let rtt = Duration::from_millis(rtt_ms.and_then(|ms| u64::try_from(ms).ok()).unwrap_or(0));
     if state == "received" {
         client
             .execute(
@@ -178,5 +181,5 @@ pub async fn reply(
             )
             .await?;
     }
-    Ok(Some(state))
+    Ok(Some((state, rtt)))
 }
