@@ -22,6 +22,24 @@ pub struct Config {
     pub outbound: Option<Outbound>,
     /// `[metrics]`: absent, serve has no metrics or health endpoint.
     pub metrics: Option<Metrics>,
+    /// `[retention]`: how long what is stored is kept (absent: for ever).
+    pub retention: Retention,
+}
+
+/// `[retention]`: how long stored mail is kept. Both are optional: unset, kept for ever.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Retention {
+    /// Days raw messages are kept (`inbound_raw`); their rows stay.
+    pub raw_days: Option<u32>,
+    /// Days message rows (`inbound_messages`) and device logs are kept.
+    pub rows_days: Option<u32>,
+}
+
+impl Retention {
+    /// `days` as a duration.
+    pub fn age(days: Option<u32>) -> Option<std::time::Duration> {
+        days.map(|d| std::time::Duration::from_secs(u64::from(d) * 86_400))
+    }
 }
 
 /// `[metrics]`: the HTTP endpoint serving `/metrics` (Prometheus), `/healthz` and `/readyz`.
@@ -444,6 +462,7 @@ impl Config {
         let metrics = table
             .contains_key("metrics")
             .then(|| section::<Metrics>(&mut table, "metrics", &mut problems));
+        let retention = section::<Retention>(&mut table, "retention", &mut problems);
         for key in table.keys() {
             problems.push(key, "unknown section");
         }
@@ -454,6 +473,7 @@ impl Config {
             postfix,
             outbound.map_or(Some(None), |o| o.map(Some)),
             metrics.map_or(Some(None), |m| m.map(Some)),
+            retention,
         );
         let (
             Some(database),
@@ -462,6 +482,7 @@ impl Config {
             Some(postfix),
             Some(outbound),
             Some(metrics),
+            Some(retention),
         ) = sections
         else {
             return Err(problems.located(text));
@@ -473,6 +494,7 @@ impl Config {
             postfix,
             outbound,
             metrics,
+            retention,
         };
         let mut checked = Vec::new();
         config.check(&mut checked);
@@ -548,6 +570,24 @@ impl Config {
         }
         if let Some(o) = &self.outbound {
             o.check(problems);
+        }
+        for (key, days) in [
+            ("retention.raw_days", self.retention.raw_days),
+            ("retention.rows_days", self.retention.rows_days),
+        ] {
+            if days == Some(0) {
+                problems.push(format!(
+                    "{key}: must be at least 1 (leave it out to keep for ever)"
+                ));
+            }
+        }
+        if let (Some(raw), Some(rows)) = (self.retention.raw_days, self.retention.rows_days) {
+            if raw > rows {
+                problems.push(format!(
+                    "retention.raw_days: {raw} is longer than retention.rows_days ({rows}): a raw \
+                     message goes with its row"
+                ));
+            }
         }
         if let Some(host) = &self.postfix.myhostname {
             if let Err(why) = check_domain(host) {
@@ -1112,6 +1152,28 @@ mynetworks = ["10.0.0.0/40"]
         assert!(
             !problems.iter().any(|p| p.contains("required")),
             "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn retention_is_optional_and_checked() {
+        let c = Config::parse(GOOD, None).expect("valid");
+        assert_eq!((c.retention.raw_days, c.retention.rows_days), (None, None));
+        let text = format!("{GOOD}[retention]\nraw_days = 90\nrows_days = 400\n");
+        let c = Config::parse(&text, None).expect("valid");
+        assert_eq!(
+            Retention::age(c.retention.raw_days),
+            Some(std::time::Duration::from_secs(90 * 86_400))
+        );
+        let text = format!("{GOOD}[retention]\nraw_days = 0\nrows_days = 30\n");
+        assert_eq!(
+            unlocated(Config::parse(&text, None)),
+            ["retention.raw_days: must be at least 1 (leave it out to keep for ever)"]
+        );
+        let text = format!("{GOOD}[retention]\nraw_days = 60\nrows_days = 30\n");
+        assert_eq!(
+            unlocated(Config::parse(&text, None)),
+            ["retention.raw_days: 60 is longer than retention.rows_days (30): a raw message goes with its row"]
         );
     }
 

@@ -109,6 +109,7 @@ async fn run() -> anyhow::Result<()> {
             let applied = async {
                 let pool = mailops::store::pool(&config.database.url, 1)?;
                 let applied = mailops::store::migrate::run(&pool).await?;
+                mailops::store::retention::partitions(&pool.get().await?).await?;
                 mailops::serve::sync_recipients(&config, &pool).await?;
                 anyhow::Ok(applied)
             }

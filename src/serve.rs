@@ -9,7 +9,7 @@ use std::time::Duration;
 use deadpool_postgres::Pool;
 use tokio::sync::oneshot;
 
-use crate::config::{redact_password, Config};
+use crate::config::{redact_password, Config, Retention};
 use crate::delivery::Delivery;
 use crate::events::evaluate::Settings as EventSettings;
 use crate::events::expire;
@@ -108,6 +108,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     });
     let p = pool.clone();
     background.spawn("event expiry", move |stop| expire::expire_events(p, stop));
+    let (p, r) = (pool.clone(), config.retention.clone());
+    background.spawn("retention", move |stop| retention(p, r, stop));
     // No mail is taken before the policies are in memory.
     tokio::select! {
         _ = policies_loaded => {}
@@ -164,6 +166,30 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     served?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// How often serve ages out what `[retention]` says and makes the coming months' partitions.
+const RETENTION_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// Ages out stored mail now (serve may have been stopped a while) and then every
+/// [`RETENTION_INTERVAL`], until told to stop.
+async fn retention(pool: Pool, r: Retention, mut stop: Stop) {
+    loop {
+        let (raw, rows) = (Retention::age(r.raw_days), Retention::age(r.rows_days));
+        match store::retention::run(&pool, raw, rows).await {
+            Ok(removed) if removed == store::retention::Removed::default() => {}
+            Ok(removed) => tracing::info!(
+                raw_months = ?removed.raw_months,
+                log_months = ?removed.log_months,
+                rows = removed.rows,
+                "retention: stored mail aged out"
+            ),
+            Err(e) => tracing::warn!(error = %e, "retention"),
+        }
+        if !stop.sleep(RETENTION_INTERVAL).await {
+            return;
+        }
+    }
 }
 
 /// How often, after a delivery was deferred, serve looks whether the database is back.

@@ -62,16 +62,20 @@ pub fn digest(raw: &[u8]) -> [u8; 32] {
     Sha256::digest(raw).into()
 }
 
-/// The INSERT, prepared once per connection.
+/// The INSERT of the row and its raw bytes (`inbound_raw`), prepared once per connection.
 pub async fn prepare(
     client: &deadpool_postgres::Client,
 ) -> Result<Statement, tokio_postgres::Error> {
     client
         .prepare_cached(
-            "INSERT INTO inbound_messages (envelope_from, recipient, route, message_id, subject,
-                 from_address, size, raw, parsed, queue_id, client_addr, idempotency_key)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
-             RETURNING id",
+            "WITH m AS (
+                 INSERT INTO inbound_messages (envelope_from, recipient, route, message_id,
+                     subject, from_address, size, parsed, queue_id, client_addr, idempotency_key)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $9, $10, $11, $12)
+                 RETURNING id, received_at)
+             INSERT INTO inbound_raw (inbound_message_id, received_at, raw)
+                 SELECT id, received_at, $8 FROM m
+             RETURNING inbound_message_id",
         )
         .await
 }

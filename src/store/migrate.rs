@@ -46,6 +46,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0008_event_keys.sql",
         include_str!("../../sql/0008_event_keys.sql"),
     ),
+    (
+        9,
+        "0009_retention.sql",
+        include_str!("../../sql/0009_retention.sql"),
+    ),
 ];
 
 /// Arbitrary key of the advisory lock that serialises concurrent `migrate` runs.

@@ -7,6 +7,7 @@ pub mod migrate;
 pub mod outbox;
 pub mod policies;
 pub mod recipients;
+pub mod retention;
 pub mod roundtrip;
 pub mod tickets;
 
