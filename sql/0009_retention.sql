@@ -14,13 +14,17 @@ CREATE FUNCTION mailops_partitions(since timestamptz, ahead integer) RETURNS voi
 DECLARE
     month timestamptz := date_trunc('month', since);
     parent text;
+    partition text;
 BEGIN
     WHILE month <= date_trunc('month', now()) + make_interval(months => ahead) LOOP
         FOREACH parent IN ARRAY ARRAY['inbound_raw', 'device_logs'] LOOP
-            EXECUTE format(
-                'CREATE TABLE IF NOT EXISTS %I PARTITION OF %I FOR VALUES FROM (%L) TO (%L)',
-                parent || to_char(month, '"_y"YYYY"m"MM'), parent,
-                month, month + interval '1 month');
+            partition := parent || to_char(month, '"_y"YYYY"m"MM');
+            -- Looked for first: IF NOT EXISTS alone says "skipping" each time.
+            IF to_regclass(partition) IS NULL THEN
+                EXECUTE format(
+                    'CREATE TABLE IF NOT EXISTS %I PARTITION OF %I FOR VALUES FROM (%L) TO (%L)',
+                    partition, parent, month, month + interval '1 month');
+            END IF;
         END LOOP;
         month := month + interval '1 month';
     END LOOP;

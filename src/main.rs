@@ -80,7 +80,14 @@ async fn main() -> std::process::ExitCode {
     match run().await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("mailops: {e:#}");
+            // Each cause once: many errors already end with their source's words.
+            let mut text = e.to_string();
+            for cause in e.chain().skip(1).map(ToString::to_string) {
+                if !text.contains(&cause) {
+                    text = format!("{text}: {cause}");
+                }
+            }
+            eprintln!("mailops: {text}");
             std::process::ExitCode::FAILURE
         }
     }
