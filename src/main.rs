@@ -63,14 +63,18 @@ enum PolicyCommand {
     },
     /// Write the database's policies to stdout, in the policy file format.
     Export,
-    /// Show what a message would do (originator policies tried, device, events, rows),
-    /// without writing anything.
+    /// Show what a message would do (originator policies tried, device, events, rows; or, with
+    /// --to a ticket destination, the ticket decision), without writing anything.
     Test {
         /// The message (.eml).
         message: PathBuf,
         /// Use this policy file instead of the database's policies.
         #[arg(long)]
         policies: Option<PathBuf>,
+        /// The recipient: a ticket policy's destination shows what the ticket policy does
+        /// (without it, or for notify@, the events decision).
+        #[arg(long)]
+        to: Option<String>,
     },
 }
 
@@ -180,17 +184,39 @@ async fn policy(config: &Config, command: PolicyCommand) -> anyhow::Result<()> {
             }
         }
         PolicyCommand::Export => print!("{}", policy::export(&database().await?).await?),
-        PolicyCommand::Test { message, policies } => {
+        PolicyCommand::Test {
+            message,
+            policies,
+            to,
+        } => {
             let raw = std::fs::read(&message)
                 .with_context(|| format!("reading {}", message.display()))?;
-            let model = match policies {
-                Some(file) => PolicyFile::read(&file)
-                    .and_then(|f| f.to_model())
-                    .map_err(|p| {
-                        anyhow::anyhow!("{}: {}", file.display(), policy::Error::Invalid(p))
-                    })?,
-                None => policy::load(&database().await?).await?,
+            let (model, pool) = match &policies {
+                Some(file) => {
+                    let model = PolicyFile::read(file)
+                        .and_then(|f| f.to_model())
+                        .map_err(|p| {
+                            anyhow::anyhow!("{}: {}", file.display(), policy::Error::Invalid(p))
+                        })?;
+                    (model, None)
+                }
+                None => {
+                    let pool = database().await?;
+                    (policy::load(&pool).await?, Some(pool))
+                }
             };
+            let tickets = mailops::tickets::policies::Policies::new(
+                model.users,
+                model.queues,
+                model.templates,
+                model.ticket_policies,
+            );
+            if let Some(to) = to.filter(|to| tickets.policy(to).is_some()) {
+                let message = mailops::message::Message::parse_with_attachments(&raw);
+                let report = ticket_test(config, tickets, &message, &to, pool.as_ref()).await?;
+                print!("{report}");
+                return Ok(());
+            }
             let (compiled, problems) = mailops::events::policies::Policies::new(
                 model.devices,
                 model.originators,
@@ -208,6 +234,40 @@ async fn policy(config: &Config, command: PolicyCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `mailops policy test --to DESTINATION`: the ticket decision for a mail to a ticket
+/// destination. The ticket it answers is looked up in the database when the policies come from
+/// there; no notices are counted as sent this hour.
+async fn ticket_test(
+    config: &Config,
+    tickets: mailops::tickets::policies::Policies,
+    message: &mailops::message::Message,
+    to: &str,
+    pool: Option<&deadpool_postgres::Pool>,
+) -> anyhow::Result<String> {
+    use mailops::tickets::{decide, handle};
+    let own = mailops::route::config_recipients(&config.inbound);
+    let state = mailops::state::State {
+        router: mailops::route::Router::new(own),
+        tickets,
+        ..Default::default()
+    };
+    let replied = match pool {
+        Some(pool) => handle::replied_ticket(&**pool.get().await?, message).await?,
+        None => None,
+    };
+    let envelope_from = message.from_address.as_deref().unwrap_or("");
+    let facts = decide::Facts {
+        envelope_from,
+        message,
+        destination: to,
+        replied: replied.as_ref(),
+        recent_notices: 0,
+    };
+    let (policy, plan) = decide::decide(&state, config.outbound.as_ref(), &facts)
+        .context("no ticket policy for that destination")?;
+    Ok(decide::report(policy, replied.as_ref(), &plan))
 }
 
 /// `mailops smtp-test`: the report on stdout; non-zero when a gateway failed.

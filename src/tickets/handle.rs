@@ -1,16 +1,16 @@
-//! One mail to a ticket destination, carried out in the transaction that stores it: noise is
-//! recorded and dropped, a reply from someone allowed adds a note, anything else is a request
-//! that opens a ticket if the sender passes the policy's access rule; each outcome but noise
-//! queues its notice.
+//! One mail to a ticket destination, carried out in the transaction that stores it, as
+//! [`super::decide`] plans it: noise is recorded and dropped, a reply from someone allowed adds a
+//! note, anything else is a request that opens a ticket if the sender passes the policy's
+//! access rule; each outcome but noise queues its notice.
 
 use tokio_postgres::GenericClient;
 
+use super::decide::{decide, Facts, Notice, Plan};
 use super::mail;
-use super::model::{Access, TicketPolicy};
+use super::model::TicketPolicy;
 use crate::config::Outbound;
 use crate::message::Message;
-use crate::outbound::outbox::{self, Notice};
-use crate::route::address_key;
+use crate::outbound::outbox;
 use crate::state::State;
 use crate::store::{self, tickets};
 
@@ -59,140 +59,95 @@ pub struct Context<'a> {
     pub outbound: Option<&'a Outbound>,
 }
 
-/// Which of the policy's five notices.
-#[derive(Debug, Clone, Copy)]
-enum Kind {
-    Created,
-    Updated,
-    Failed,
-    NotRegistered,
-    NotInQueue,
-}
-
-impl Kind {
-    fn name(self) -> &'static str {
-        match self {
-            Kind::Created => "ticket_created",
-            Kind::Updated => "ticket_updated",
-            Kind::Failed => "ticket_failed",
-            Kind::NotRegistered => "ticket_not_registered",
-            Kind::NotInQueue => "ticket_not_in_queue",
-        }
-    }
-
-    fn text(self, policy: &TicketPolicy) -> &str {
-        let m = &policy.messages;
-        match self {
-            Kind::Created => &m.created,
-            Kind::Updated => &m.updated,
-            Kind::Failed => &m.failed,
-            Kind::NotRegistered => &m.not_registered,
-            Kind::NotInQueue => &m.not_in_queue,
-        }
-    }
-}
-
-/// Carries out `mail` through `client` (the transaction that stored it).
+/// Carries out `mail` through `client` (the transaction that stored it): gathers what the
+/// database knows of it, decides ([`decide`]), and writes the plan.
 pub async fn handle(
     client: &impl GenericClient,
     ctx: &Context<'_>,
     mail: &Mail<'_>,
 ) -> Result<Outcome, store::Error> {
-    let state = ctx.state;
-    let Some(policy) = state.tickets.policy(mail.destination) else {
+    let m = mail.message;
+    let replied = replied_ticket(client, m).await?;
+    let sender = m.from_address.as_deref().unwrap_or(mail.envelope_from);
+    let recent_notices = match ctx.outbound {
+        Some(_) => store::outbox::recent(client, sender, "ticket_").await?,
+        None => 0,
+    };
+    let facts = Facts {
+        envelope_from: mail.envelope_from,
+        message: m,
+        destination: mail.destination,
+        replied: replied.as_ref(),
+        recent_notices,
+    };
+    let Some((policy, plan)) = decide(ctx.state, ctx.outbound, &facts) else {
         // Accepted through the database before the reload reached memory: try again soon.
         return Err(store::Error::Stale(format!(
             "no ticket policy for {} yet",
             mail.destination
         )));
     };
-    let m = mail.message;
-    let own = |address: &str| {
-        state.router.route(address).is_some()
-            || state.tickets.is_own(address)
-            || ctx
-                .outbound
-                .is_some_and(|o| address_key(&o.from_address) == address_key(address))
-    };
-    if let Some(reason) = mail::noise(mail.envelope_from, m, own) {
-        tickets::ignore(client, mail.inbound_id, &reason).await?;
-        return Ok(Outcome::Ignored(reason));
-    }
-    let sender = m.from_address.as_deref().unwrap_or(mail.envelope_from);
-    if let Some(ticket) = replied_ticket(client, m).await? {
-        let allowed = address_key(&ticket.requester) == address_key(sender)
-            || state.tickets.is_member(ticket.queue_id, sender)
-            || state.tickets.is_user(sender);
-        if allowed {
-            let body = mail::reply_text(&m.body);
-            tickets::add_note(
-                client,
-                ticket.id,
-                sender,
-                &body,
-                &m.attachments,
-                mail.inbound_id,
-            )
-            .await?;
-            remember(client, ticket.id, m).await?;
-            notify(
-                client,
-                ctx,
-                policy,
-                Kind::Updated,
-                Some(ticket.id),
-                sender,
-                m,
-            )
-            .await?;
-            return Ok(Outcome::Noted(ticket.id));
+    let id = mail.inbound_id;
+    match plan {
+        Plan::Ignore(reason) => {
+            tickets::ignore(client, id, &reason).await?;
+            Ok(Outcome::Ignored(reason))
         }
-        // Quoting a ticket is not enough to write to it: this is a new request.
-        tracing::info!(
-            ticket = ticket.id,
+        Plan::Note {
+            ticket_id,
+            author,
+            notice,
+        } => {
+            let body = mail::reply_text(&m.body);
+            tickets::add_note(client, ticket_id, author, &body, &m.attachments, id).await?;
+            remember(client, ticket_id, m).await?;
+            notify(client, ctx, policy, notice, Some(ticket_id), author, m).await?;
+            Ok(Outcome::Noted(ticket_id))
+        }
+        Plan::Refuse {
+            reason,
             sender,
-            "reply from someone not allowed to add to the ticket; taken as a new request"
-        );
+            notice,
+        } => {
+            tickets::ignore(client, id, &reason).await?;
+            notify(client, ctx, policy, notice, None, sender, m).await?;
+            Ok(Outcome::Refused(reason))
+        }
+        Plan::Create {
+            policy,
+            template,
+            description,
+            requester,
+            instead_of_note,
+            notice,
+        } => {
+            if let Some(ticket) = instead_of_note {
+                tracing::info!(
+                    ticket,
+                    sender = requester,
+                    "reply from someone not allowed to add to the ticket; taken as a new request"
+                );
+            }
+            let new = tickets::NewTicket {
+                ticket_policy_id: policy.id,
+                queue_id: template.queue_id,
+                severity: template.severity.as_str(),
+                status: template.status.as_str(),
+                description: &description,
+                requester,
+            };
+            let ticket_id = tickets::create(client, &new, id).await?;
+            tickets::add_note(client, ticket_id, requester, &m.body, &m.attachments, id).await?;
+            remember(client, ticket_id, m).await?;
+            notify(client, ctx, policy, notice, Some(ticket_id), requester, m).await?;
+            Ok(Outcome::Created(ticket_id))
+        }
     }
-    let template = state.tickets.template(policy.template_id);
-    let refusal = match (template, policy.access) {
-        (None, _) => Some((Kind::Failed, "the ticket template is missing".to_owned())),
-        _ if !m.parsed => Some((Kind::Failed, "the mail could not be parsed".to_owned())),
-        (_, Access::Registered) if !state.tickets.is_user(sender) => Some((
-            Kind::NotRegistered,
-            format!("{sender} is not a registered user"),
-        )),
-        (Some(t), Access::Queue) if !state.tickets.is_member(t.queue_id, sender) => Some((
-            Kind::NotInQueue,
-            format!("{sender} is not a member of the template's queue"),
-        )),
-        _ => None,
-    };
-    let (Some(template), None) = (template, &refusal) else {
-        let (kind, reason) = refusal.unwrap_or((Kind::Failed, String::new()));
-        tickets::ignore(client, mail.inbound_id, &reason).await?;
-        notify(client, ctx, policy, kind, None, sender, m).await?;
-        return Ok(Outcome::Refused(reason));
-    };
-    let subject = m.subject.as_deref().unwrap_or("");
-    let new = tickets::NewTicket {
-        ticket_policy_id: policy.id,
-        queue_id: template.queue_id,
-        severity: template.severity.as_str(),
-        status: template.status.as_str(),
-        description: &mail::description(&template.description, subject),
-        requester: sender,
-    };
-    let id = tickets::create(client, &new, mail.inbound_id).await?;
-    tickets::add_note(client, id, sender, &m.body, &m.attachments, mail.inbound_id).await?;
-    remember(client, id, m).await?;
-    notify(client, ctx, policy, Kind::Created, Some(id), sender, m).await?;
-    Ok(Outcome::Created(id))
 }
 
 /// The ticket a mail answers: by its In-Reply-To, then its References (newest first), then the
 /// token in its subject.
-async fn replied_ticket(
+pub async fn replied_ticket(
     client: &impl GenericClient,
     m: &Message,
 ) -> Result<Option<tickets::Ticket>, store::Error> {
@@ -224,36 +179,36 @@ async fn remember(
     }
 }
 
-/// Queues the `kind` notice to `to`, threaded to the mail `m` it answers, unless outbound mail
-/// is not configured, `to` had its hourly share of notices, or no message can be addressed to
-/// it.
+/// Queues the notice the plan decided on to `to`, threaded to the mail `m` it answers, unless
+/// the plan held it back or no message can be addressed to `to`.
 async fn notify(
     client: &impl GenericClient,
     ctx: &Context<'_>,
     policy: &TicketPolicy,
-    kind: Kind,
+    notice: Notice,
     ticket_id: Option<i64>,
     to: &str,
     m: &Message,
 ) -> Result<(), store::Error> {
-    let Some(o) = ctx.outbound else {
-        tracing::debug!(to, kind = kind.name(), "no [outbound]: notice not sent");
-        return Ok(());
+    let (kind, o) = match (notice, ctx.outbound) {
+        (Notice::Send(kind), Some(o)) => (kind, o),
+        (Notice::RateLimited(kind), _) => {
+            tracing::warn!(
+                to,
+                kind = kind.name(),
+                "notice not sent: rate limit ([outbound] notices_per_hour)"
+            );
+            return Ok(());
+        }
+        (Notice::Send(kind) | Notice::NoOutbound(kind), _) => {
+            tracing::debug!(to, kind = kind.name(), "no [outbound]: notice not sent");
+            return Ok(());
+        }
     };
-    let recent = store::outbox::recent(client, to, "ticket_").await?;
-    if recent >= o.notices_per_hour {
-        tracing::warn!(
-            to,
-            kind = kind.name(),
-            recent,
-            "notice not sent: rate limit ([outbound] notices_per_hour)"
-        );
-        return Ok(());
-    }
     let subject = m.subject.as_deref().unwrap_or("");
     let mut references = m.references.clone();
     references.extend(m.message_id.clone());
-    let notice = Notice {
+    let notice = outbox::Notice {
         from: Some(policy.reply_address.clone()),
         to: to.to_owned(),
         subject: match ticket_id {

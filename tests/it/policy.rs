@@ -7,6 +7,7 @@ mod command_line;
 mod idempotence;
 mod problems;
 mod prune;
+mod ticket_test;
 
 use std::time::Duration;
 

@@ -19,7 +19,7 @@ const WAIT: Duration = Duration::from_secs(30);
 
 /// Users, a queue, a template and three ticket policies (one per access rule), as plain SQL:
 /// `serve` picks up changes however they are made.
-const POLICIES: &str = "
+pub(crate) const POLICIES: &str = "
 INSERT INTO users (email, name) VALUES ('alice@example.com', 'Alice'), ('carol@example.com', 'Carol');
 INSERT INTO queues (name) VALUES ('Service Desk');
 INSERT INTO queue_members SELECT q.id, u.id FROM queues q, users u WHERE u.email = 'alice@example.com';
