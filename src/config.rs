@@ -817,7 +817,7 @@ fn section<T: DeserializeOwned>(
         .remove(name)
         .unwrap_or_else(|| toml::Value::Table(Default::default()));
     let mut unknown = std::collections::BTreeSet::new();
-    loop {
+    let read = loop {
         // serde_ignored writes an `Option`'s inside as `?` (`oauth2.?.colour`): not a key.
         let result = serde_path_to_error::deserialize(serde_ignored::Deserializer::new(
             value.clone(),
@@ -832,12 +832,7 @@ fn section<T: DeserializeOwned>(
             },
         ));
         let error = match result {
-            Ok(v) => {
-                for key in &unknown {
-                    problems.push(key, "unknown key");
-                }
-                return Some(v);
-            }
+            Ok(v) => break Some(v),
             Err(e) => e,
         };
         let path: Vec<String> = error
@@ -850,41 +845,41 @@ fn section<T: DeserializeOwned>(
             })
             .collect();
         let message = error.into_inner().message().to_owned();
-        let inside = std::iter::once(name.to_owned())
-            .chain(path.iter().cloned())
-            .collect::<Vec<_>>()
-            .join(".");
+        // The section's name and the first `len` parts of the path, as a dotted key.
+        let key_path = |len: usize| {
+            std::iter::once(name)
+                .chain(path[..len].iter().map(String::as_str))
+                .collect::<Vec<_>>()
+                .join(".")
+        };
         if let Some(field) = message
             .strip_prefix("missing field `")
             .and_then(|m| m.strip_suffix('`'))
         {
-            problems.push(&format!("{inside}.{field}"), "is required");
-        } else {
-            // The value in the way is the map entry the path ends on (a list's item, the list).
-            let key_len = path
-                .iter()
-                .rposition(|p| p.parse::<usize>().is_err())
-                .map_or(0, |i| i + 1);
-            let key = std::iter::once(name)
-                .chain(path[..key_len].iter().map(String::as_str))
-                .collect::<Vec<_>>()
-                .join(".");
-            problems.push(&key, &plain_type_error(&message));
-            // A list's wrong item is left out of the list, whose other items are still checked;
-            // any other wrong value is left out with its key.
-            let remove = path.len().min(key_len + 1);
-            if key_len > 0 && remove_path(&mut value, &path[..remove]) {
-                if remove == key_len {
-                    problems.left_out.push(key);
-                }
-                continue;
-            }
+            problems.push(&format!("{}.{field}", key_path(path.len())), "is required");
+            break None;
         }
-        for key in &unknown {
-            problems.push(key, "unknown key");
+        // The value in the way is the map entry the path ends on (a list's item, the list).
+        let key_len = path
+            .iter()
+            .rposition(|p| p.parse::<usize>().is_err())
+            .map_or(0, |i| i + 1);
+        let key = key_path(key_len);
+        problems.push(&key, &plain_type_error(&message));
+        // A list's wrong item is left out of the list, whose other items are still checked;
+        // any other wrong value is left out with its key.
+        let remove = path.len().min(key_len + 1);
+        if key_len == 0 || !remove_path(&mut value, &path[..remove]) {
+            break None;
         }
-        return None;
+        if remove == key_len {
+            problems.left_out.push(key);
+        }
+    };
+    for key in &unknown {
+        problems.push(key, "unknown key");
     }
+    read
 }
 
 /// Removes the value at `path` (table keys, list indexes) inside `value`; false when there

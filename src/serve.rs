@@ -108,8 +108,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     });
     let p = pool.clone();
     background.spawn("event expiry", move |stop| expire::expire_events(p, stop));
-    let (p, r) = (pool.clone(), config.retention.clone());
-    background.spawn("retention", move |stop| retention(p, r, stop));
+    let p = pool.clone();
+    let r = &config.retention;
+    let (raw, rows) = (Retention::age(r.raw_days), Retention::age(r.rows_days));
+    background.spawn("retention", move |stop| retention(p, raw, rows, stop));
     // No mail is taken before the policies are in memory.
     tokio::select! {
         _ = policies_loaded => {}
@@ -171,11 +173,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
 /// How often serve ages out what `[retention]` says and makes the coming months' partitions.
 const RETENTION_INTERVAL: Duration = Duration::from_secs(3600);
 
-/// Ages out stored mail now (serve may have been stopped a while) and then every
-/// [`RETENTION_INTERVAL`], until told to stop.
-async fn retention(pool: Pool, r: Retention, mut stop: Stop) {
+/// Ages out raw messages older than `raw` and rows older than `rows` (`[retention]`) now (serve
+/// may have been stopped a while) and then every [`RETENTION_INTERVAL`], until told to stop.
+async fn retention(pool: Pool, raw: Option<Duration>, rows: Option<Duration>, mut stop: Stop) {
     loop {
-        let (raw, rows) = (Retention::age(r.raw_days), Retention::age(r.rows_days));
         match store::retention::run(&pool, raw, rows).await {
             Ok(removed) if removed == store::retention::Removed::default() => {}
             Ok(removed) => tracing::info!(

@@ -77,11 +77,6 @@ async fn age_out(
     Ok(removed)
 }
 
-/// Seconds of `age`, for SQL.
-fn seconds(age: Duration) -> f64 {
-    age.as_secs_f64()
-}
-
 /// Drops the monthly partitions of `parent` whose whole month is older than `age`: each is
 /// first detached CONCURRENTLY (writers to the other months never wait), then dropped. A
 /// detach left half done by an earlier run is finished first.
@@ -95,7 +90,7 @@ async fn drop_months(client: &Client, parent: &str, age: Duration) -> Result<Vec
                AND to_date(right(c.relname, 8), '\"y\"YYYY\"m\"MM') + interval '1 month'
                    <= now() - $2 * interval '1 second'
              ORDER BY c.relname",
-            &[&parent, &seconds(age)],
+            &[&parent, &age.as_secs_f64()],
         )
         .await?;
     let mut dropped = Vec::with_capacity(months.len());
@@ -130,7 +125,7 @@ async fn delete_rows(client: &Client, age: Duration) -> Result<u64, Error> {
                   WHERE received_at >= now() - $1 * interval '1 second'),
                  (SELECT max(id) + 1 FROM inbound_messages),
                  0)",
-            &[&seconds(age)],
+            &[&age.as_secs_f64()],
         )
         .await?
         .get(0);
