@@ -109,6 +109,91 @@ pub struct Inbound {
     /// The text event policies match and the device log records.
     #[serde(default)]
     pub alert_message: AlertMessage,
+    /// `[inbound.auth]`: verifying senders, and what an unverified one may do.
+    #[serde(default)]
+    pub auth: InboundAuth,
+}
+
+/// `[inbound.auth]`: who sent a mail, as far as this instance can tell. With `verify`, the
+/// generated Postfix checks SPF, DKIM and DMARC (through rspamd as a milter) and adds an
+/// `Authentication-Results` header with its `myhostname` as authserv-id; mailops reads only
+/// that one. Without it, only a client in `[postfix] mynetworks` is verified.
+#[derive(Debug, Clone, Deserialize)]
+pub struct InboundAuth {
+    /// Check SPF, DKIM and DMARC on port 25.
+    #[serde(default)]
+    pub verify: bool,
+    /// Where the verifier (rspamd) keeps its milter socket and state; it must own the
+    /// directory, and Postfix must reach the socket.
+    #[serde(default = "default_verifier_directory")]
+    pub verifier_directory: PathBuf,
+    /// DNS servers the verifier asks (`host` or `host:port`); empty: the system's resolvers.
+    #[serde(default)]
+    pub nameservers: Vec<String>,
+    /// The public suffix list DMARC finds organisational domains with.
+    #[serde(default = "default_public_suffix_list")]
+    pub public_suffix_list: PathBuf,
+    /// What verifies a sender, any one of them: a DMARC pass, an SPF or DKIM pass aligned
+    /// with the From domain, a client in `mynetworks`.
+    #[serde(default = "default_trust")]
+    pub trust: Vec<Method>,
+    /// What a reply to a ticket from an unverified sender does.
+    #[serde(default)]
+    pub unverified_reply: UnverifiedReply,
+    /// Send ticket notices to unverified senders too (they may be forged: backscatter).
+    #[serde(default)]
+    pub notify_unverified: bool,
+}
+
+impl Default for InboundAuth {
+    fn default() -> InboundAuth {
+        InboundAuth {
+            verify: false,
+            verifier_directory: default_verifier_directory(),
+            nameservers: Vec::new(),
+            public_suffix_list: default_public_suffix_list(),
+            trust: default_trust(),
+            unverified_reply: UnverifiedReply::default(),
+            notify_unverified: false,
+        }
+    }
+}
+
+/// A way a sender is verified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    /// The From domain passes DMARC.
+    Dmarc,
+    /// A valid DKIM signature of the From domain (or a parent or child of it).
+    Dkim,
+    /// SPF passes for a MAIL FROM domain aligned with the From domain.
+    Spf,
+    /// The SMTP client is in `[postfix] mynetworks`.
+    Mynetworks,
+}
+
+impl Method {
+    /// Its name in the config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Dmarc => "dmarc",
+            Method::Dkim => "dkim",
+            Method::Spf => "spf",
+            Method::Mynetworks => "mynetworks",
+        }
+    }
+}
+
+/// `[inbound.auth] unverified_reply`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnverifiedReply {
+    /// A new request under the ticket policy's access rule, as from a stranger.
+    #[default]
+    NewRequest,
+    /// Stored, with the reason, and nothing else done.
+    Store,
 }
 
 /// `[inbound] alert_message`: what text of an alert mail is matched and logged.
@@ -280,6 +365,15 @@ fn default_smtpd_listen() -> SocketAddr {
 }
 fn default_mynetworks() -> Vec<String> {
     vec!["127.0.0.0/8".into(), "::1/128".into()]
+}
+fn default_verifier_directory() -> PathBuf {
+    "/run/mailops-verifier".into()
+}
+fn default_public_suffix_list() -> PathBuf {
+    "/usr/share/rspamd/effective_tld_names.dat".into()
+}
+fn default_trust() -> Vec<Method> {
+    vec![Method::Dmarc, Method::Mynetworks]
 }
 fn default_queue_directory() -> PathBuf {
     "/var/spool/postfix-mailops".into()
@@ -554,6 +648,7 @@ impl Config {
                 "inbound.notify_local_part: {local:?} is not a valid local part"
             ));
         }
+        self.inbound.auth.check(problems);
         for net in &self.postfix.mynetworks {
             if let Err(why) = parse_cidr(net) {
                 problems.push(format!("postfix.mynetworks: {net:?} {why}"));
@@ -624,6 +719,29 @@ impl Config {
             .myhostname
             .as_deref()
             .unwrap_or(&self.inbound.authorized_domains[0])
+    }
+}
+
+impl InboundAuth {
+    fn check(&self, problems: &mut Vec<String>) {
+        if !self.verifier_directory.is_absolute() {
+            problems.push("inbound.auth.verifier_directory: must be an absolute path".into());
+        }
+        if !self.public_suffix_list.is_absolute() {
+            problems.push("inbound.auth.public_suffix_list: must be an absolute path".into());
+        }
+        for server in &self.nameservers {
+            if server.parse::<IpAddr>().is_err() && server.parse::<SocketAddr>().is_err() {
+                problems.push(format!(
+                    "inbound.auth.nameservers: {server:?} is not an address or address:port"
+                ));
+            }
+        }
+        if self.trust.is_empty() {
+            problems.push(
+                "inbound.auth.trust: at least one of dmarc, dkim, spf, mynetworks is needed".into(),
+            );
+        }
     }
 }
 

@@ -187,6 +187,43 @@ fn retention_is_optional_and_checked() {
 }
 
 #[test]
+fn inbound_auth_has_defaults_and_is_checked() {
+    let c = Config::parse(GOOD, None).expect("valid");
+    let auth = &c.inbound.auth;
+    assert!(!auth.verify && !auth.notify_unverified);
+    assert_eq!(auth.trust, [Method::Dmarc, Method::Mynetworks]);
+    assert_eq!(auth.unverified_reply, UnverifiedReply::NewRequest);
+    let text = format!(
+        "{GOOD}[inbound.auth]\nverify = true\ntrust = [\"dkim\", \"spf\"]\n\
+         unverified_reply = \"store\"\nnameservers = [\"127.0.0.1:5354\", \"::1\"]\n"
+    );
+    let c = Config::parse(&text, None).expect("valid");
+    assert_eq!(c.inbound.auth.trust, [Method::Dkim, Method::Spf]);
+    assert_eq!(c.inbound.auth.unverified_reply, UnverifiedReply::Store);
+    let text = format!(
+        "{GOOD}[inbound.auth]\ntrust = []\nnameservers = [\"dns.example.com\"]\n\
+         verifier_directory = \"run/v\"\n"
+    );
+    assert_eq!(
+        unlocated(Config::parse(&text, None)),
+        [
+            "inbound.auth.verifier_directory: must be an absolute path",
+            "inbound.auth.nameservers: \"dns.example.com\" is not an address or address:port",
+            "inbound.auth.trust: at least one of dmarc, dkim, spf, mynetworks is needed",
+        ]
+    );
+    // A wrong item is left out of the list, which then holds nothing.
+    let text = format!("{GOOD}[inbound.auth]\ntrust = [\"tls\"]\n");
+    assert_eq!(
+        unlocated(Config::parse(&text, None)),
+        [
+            "inbound.auth.trust: unknown variant `tls`, expected one of `dmarc`, `dkim`, `spf`, `mynetworks`",
+            "inbound.auth.trust: at least one of dmarc, dkim, spf, mynetworks is needed",
+        ]
+    );
+}
+
+#[test]
 fn the_config_file_is_found_where_the_command_line_looks() {
     assert_eq!(
         locate(Some(Path::new("x.toml"))).expect("named"),

@@ -9,9 +9,10 @@ use std::time::Instant;
 
 use deadpool_postgres::Pool;
 
-use crate::config::Outbound;
+use crate::auth::{self, Verification};
+use crate::config::{Config, InboundAuth, Outbound};
 use crate::envelope::Envelope;
-use crate::events::evaluate::{self, Alert, Decision, Settings, Write};
+use crate::events::evaluate::{self, Alert, Decision, Write};
 use crate::lmtp::{Backend, Reply};
 use crate::message::Message;
 use crate::route::{address_key, Route};
@@ -34,7 +35,7 @@ pub struct Delivery {
     deferred: Arc<AtomicBool>,
     pool: Pool,
     current: Current,
-    settings: Settings,
+    settings: Arc<Settings>,
     outbound: Option<Arc<Outbound>>,
     /// Store the events recipients' copies, several sessions' in one transaction.
     writers: group::Writers,
@@ -50,6 +51,27 @@ const LARGE_BUDGET: usize = 8 << 20;
 /// How [`LARGE_BUDGET`] is counted.
 const LARGE_UNIT: usize = 64 * 1024;
 
+/// What the config says about delivering.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    /// How alerts are matched.
+    pub events: evaluate::Settings,
+    /// How senders are verified.
+    pub verify: auth::Settings,
+    /// What verifies a sender to tickets, and what an unverified one may do.
+    pub trust: InboundAuth,
+}
+
+impl From<&Config> for Settings {
+    fn from(config: &Config) -> Settings {
+        Settings {
+            events: evaluate::Settings::from(&config.inbound),
+            verify: auth::Settings::new(config),
+            trust: config.inbound.auth.clone(),
+        }
+    }
+}
+
 /// What became of one recipient's copy.
 enum Outcome {
     /// Committed as this `inbound_messages.id`; for a ticket destination, what it did.
@@ -63,6 +85,8 @@ struct Parsed {
     envelope: Arc<Envelope>,
     raw: Arc<Vec<u8>>,
     message: Arc<Message>,
+    /// What was verified about its sender.
+    sender: Arc<Verification>,
     /// [`inbound::message_key`]: the same for every recipient and every redelivery.
     key: Arc<str>,
     /// What the events pipeline writes for it (once, whichever recipient's copy is first).
@@ -91,7 +115,7 @@ impl Delivery {
             writers: group::Writers::start(pool.clone(), WRITERS),
             pool,
             current,
-            settings,
+            settings: Arc::new(settings),
             outbound,
             large: tokio::sync::Semaphore::new(LARGE_BUDGET / LARGE_UNIT),
         }
@@ -150,6 +174,7 @@ impl Delivery {
         let ctx = tickets::Context {
             state,
             outbound: self.outbound.as_deref(),
+            auth: &self.settings.trust,
         };
         let stored = self
             .insert_then(row, async |tx, id| {
@@ -158,6 +183,7 @@ impl Delivery {
                     message: &row.message,
                     destination: &row.recipient,
                     inbound_id: id,
+                    sender: &row.sender,
                 };
                 tickets::handle(&**tx, &ctx, &mail).await
             })
@@ -225,6 +251,7 @@ impl Delivery {
             recipient: recipient.to_string(),
             route,
             message: Arc::clone(&m.message),
+            sender: Arc::clone(&m.sender),
             raw: Arc::clone(&m.raw),
             idempotency_key: inbound::idempotency_key(&m.key, recipient),
         };
@@ -350,10 +377,11 @@ impl Backend for Delivery {
         let probe = has(Route::Event)
             .then(|| state.key.as_ref()?.find_in(&message, &raw))
             .flatten();
+        let sender = Verification::of(&message, envelope, &self.settings.verify);
         // Decided once for all of the message's event recipients.
         let mut decision = (has(Route::Event) && probe.is_none()).then(|| {
-            let alert = Alert::new(&message, &envelope.mail_from);
-            let decision = evaluate::evaluate(&state.events, &alert, self.settings);
+            let alert = Alert::new(&message, &envelope.mail_from).verified(&sender);
+            let decision = evaluate::evaluate(&state.events, &alert, self.settings.events);
             for step in &decision.steps {
                 tracing::debug!(%step, "originator policy");
             }
@@ -367,6 +395,7 @@ impl Backend for Delivery {
             envelope: Arc::new(envelope.clone()),
             raw: Arc::new(raw),
             message: Arc::new(message),
+            sender: Arc::new(sender),
             key: inbound::message_key(envelope, &digest).into(),
             writes: Arc::new(writes),
             serial: tokio::sync::Mutex::new(()),

@@ -8,6 +8,7 @@
 //! [`config`] is the `mailops.toml` tree, [`postfix`] renders Postfix's configuration from it,
 //! and [`serve`] runs it all.
 
+pub mod auth;
 pub mod config;
 pub mod delivery;
 pub mod envelope;

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use mailops::auth::Verification;
 use mailops::config::Config;
 
 /// Turns email into operations data in PostgreSQL.
@@ -75,6 +76,12 @@ enum PolicyCommand {
         /// (without it, or for notify@, the events decision).
         #[arg(long)]
         to: Option<String>,
+        /// The SMTP client's address it came from, for `[postfix] mynetworks` (without it, a
+        /// client outside them). The sender's SPF, DKIM and DMARC results are read from the
+        /// mail's Authentication-Results header with this instance's authserv-id, as serve
+        /// reads them.
+        #[arg(long)]
+        client: Option<std::net::IpAddr>,
     },
 }
 
@@ -145,6 +152,12 @@ async fn run() -> anyhow::Result<()> {
                 "postfix.mynetworks: {} may send mail to any domain through this instance",
                 config.postfix.mynetworks.join(", ")
             );
+            if !config.inbound.auth.verify {
+                println!(
+                    "inbound.auth.verify: off: senders are not checked, only clients in \
+                     postfix.mynetworks are verified for tickets and require_auth"
+                );
+            }
         }
         Command::Policy { command } => policy(&config, command).await?,
         Command::SmtpTest { send_to } => smtp_test(&config, send_to.as_deref()).await?,
@@ -188,9 +201,15 @@ async fn policy(config: &Config, command: PolicyCommand) -> anyhow::Result<()> {
             message,
             policies,
             to,
+            client,
         } => {
             let raw = std::fs::read(&message)
                 .with_context(|| format!("reading {}", message.display()))?;
+            let envelope = mailops::envelope::Envelope {
+                client_addr: client.map(|c| c.to_string()),
+                ..Default::default()
+            };
+            let verify = mailops::auth::Settings::new(config);
             let (model, pool) = match &policies {
                 Some(file) => {
                     let model = PolicyFile::read(file)
@@ -213,7 +232,9 @@ async fn policy(config: &Config, command: PolicyCommand) -> anyhow::Result<()> {
             );
             if let Some(to) = to.filter(|to| tickets.policy(to).is_some()) {
                 let message = mailops::message::Message::parse_with_attachments(&raw);
-                let report = ticket_test(config, tickets, &message, &to, pool.as_ref()).await?;
+                let sender = Verification::of(&message, &envelope, &verify);
+                let mail = (&message, &sender);
+                let report = ticket_test(config, tickets, mail, &to, pool.as_ref()).await?;
                 print!("{report}");
                 return Ok(());
             }
@@ -225,9 +246,12 @@ async fn policy(config: &Config, command: PolicyCommand) -> anyhow::Result<()> {
             for problem in problems {
                 eprintln!("left out: {problem}");
             }
+            let message = mailops::message::Message::parse(&raw);
+            let sender = Verification::of(&message, &envelope, &verify);
             let report = mailops::events::simulate::report(
                 &compiled,
-                &mailops::message::Message::parse(&raw),
+                &message,
+                &sender,
                 (&config.inbound).into(),
             );
             print!("{report}");
@@ -242,7 +266,7 @@ async fn policy(config: &Config, command: PolicyCommand) -> anyhow::Result<()> {
 async fn ticket_test(
     config: &Config,
     tickets: mailops::tickets::policies::Policies,
-    message: &mailops::message::Message,
+    (message, sender): (&mailops::message::Message, &Verification),
     to: &str,
     pool: Option<&deadpool_postgres::Pool>,
 ) -> anyhow::Result<String> {
@@ -264,10 +288,12 @@ async fn ticket_test(
         destination: to,
         replied: replied.as_ref(),
         recent_notices: 0,
+        verified: sender.verified_by(&config.inbound.auth.trust),
     };
-    let (policy, plan) = decide::decide(&state, config.outbound.as_ref(), &facts)
+    let auth = &config.inbound.auth;
+    let (policy, plan) = decide::decide(&state, config.outbound.as_ref(), auth, &facts)
         .context("no ticket policy for that destination")?;
-    Ok(decide::report(policy, replied.as_ref(), &plan))
+    Ok(decide::report(policy, &facts, &plan))
 }
 
 /// `mailops smtp-test`: the report on stdout; non-zero when a gateway failed.

@@ -184,8 +184,14 @@ impl Message {
 /// The first header field called `name` (ignoring case) in `headers` ([`Message::headers`]),
 /// unfolded and decoded (RFC 2047).
 pub fn header(headers: &str, name: &str) -> Option<String> {
-    {
-        let mut lines = headers.split_inclusive('\n');
+    self::headers(headers, name).next()
+}
+
+/// Every header field called `name` (ignoring case) in `headers` ([`Message::headers`]), in
+/// order, unfolded and decoded (RFC 2047).
+pub fn headers<'a>(headers: &'a str, name: &'a str) -> impl Iterator<Item = String> + 'a {
+    let mut lines = headers.split_inclusive('\n').peekable();
+    std::iter::from_fn(move || {
         while let Some(line) = lines.next() {
             let Some((field, value)) = line.split_once(':') else {
                 continue;
@@ -194,19 +200,21 @@ pub fn header(headers: &str, name: &str) -> Option<String> {
                 continue;
             }
             let mut value = value.to_owned();
-            for folded in lines.take_while(|l| l.starts_with([' ', '\t'])) {
+            while let Some(folded) = lines.next_if(|l| l.starts_with([' ', '\t'])) {
                 value.push_str(folded);
             }
             if !value.ends_with('\n') {
                 value.push('\n');
             }
-            return match MessageStream::new(value.as_bytes()).parse_unstructured() {
-                HeaderValue::Text(text) => Some(text.into_owned()),
-                _ => Some(String::new()),
-            };
+            return Some(
+                match MessageStream::new(value.as_bytes()).parse_unstructured() {
+                    HeaderValue::Text(text) => text.into_owned(),
+                    _ => String::new(),
+                },
+            );
         }
         None
-    }
+    })
 }
 
 /// Where the header fields end: after the first empty line, or at the end.

@@ -15,6 +15,7 @@ use crate::config::{parse_cidr, Config, Listen};
 
 mod pgsql;
 pub mod qmgr;
+mod verifier;
 
 /// main.cf: the instance's parameters.
 pub const MAIN_CF: &str = "main.cf";
@@ -106,6 +107,7 @@ pub fn render(config: &Config) -> Result<Vec<File>, Error> {
             None
         }
     };
+    let verifier = verifier::render(config, &mut problems);
     let (Some(pgsql), true) = (pgsql, problems.is_empty()) else {
         return Err(Error::Invalid(problems));
     };
@@ -135,6 +137,7 @@ pub fn render(config: &Config) -> Result<Vec<File>, Error> {
             ("mynetworks", &mynetworks),
             ("message_size_limit", &message_size_limit),
             ("smtpd_tls_settings", &tls),
+            ("verifier_settings", &verifier.main_cf),
         ],
     );
     let master = fill(
@@ -154,7 +157,7 @@ pub fn render(config: &Config) -> Result<Vec<File>, Error> {
             ("domains", &domains),
         ],
     );
-    Ok(vec![
+    let mut files = vec![
         File {
             name: MAIN_CF,
             contents: main,
@@ -170,7 +173,9 @@ pub fn render(config: &Config) -> Result<Vec<File>, Error> {
             contents: recipients,
             mode: 0o640,
         },
-    ])
+    ];
+    files.extend(verifier.files);
+    Ok(files)
 }
 
 /// Renders the files and writes each into `dir` (created if missing) by rename, so Postfix

@@ -105,6 +105,7 @@ mod tests {
             notify_local_part: "notify".into(),
             strip_fqdn: false,
             alert_message: Default::default(),
+            auth: Default::default(),
         };
         Router::new(config_recipients(&inbound))
     }

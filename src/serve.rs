@@ -10,8 +10,7 @@ use deadpool_postgres::Pool;
 use tokio::sync::oneshot;
 
 use crate::config::{redact_password, Config, Retention};
-use crate::delivery::Delivery;
-use crate::events::evaluate::Settings as EventSettings;
+use crate::delivery::{self, Delivery};
 use crate::events::expire;
 use crate::outbound::outbox;
 use crate::outbound::smtp::Settings;
@@ -144,7 +143,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let backend = Arc::new(Delivery::new(
         pool.clone(),
         current,
-        EventSettings::from(&config.inbound),
+        delivery::Settings::from(&config),
         outbound.map(|(o, _)| o),
     ));
     let (queue, deferrals) = (config.postfix.queue_directory.clone(), backend.deferrals());

@@ -1,11 +1,13 @@
 //! Arbitrary bytes as a delivered message, through everything mailops decides without I/O:
-//! parsing, the recipient's route, the round-trip token search, the events decision under a
-//! fixed policy set (classic and regex patterns), the tickets helpers, and the notice that
-//! would answer it.
+//! parsing, the recipient's route, the round-trip token search, sender verification (the
+//! message's Authentication-Results fields, and the whole input as one), the events decision
+//! under a fixed policy set (classic and regex patterns), the tickets helpers, and the notice
+//! that would answer it.
 //!
 //! Besides "no panic, no hang" it checks:
 //! - parsing with and without attachments agrees on everything else;
 //! - routes ignore ASCII case;
+//! - a verified domain is the From domain, and mynetworks is decided by the client alone;
 //! - a token found is a genuine one present in the text, and a genuine token is always found;
 //! - an events decision is either exactly the E701 log or a device log followed by one event
 //!   per key of each raising policy (none when a suppress policy matched), within the size
@@ -21,7 +23,9 @@
 use std::sync::LazyLock;
 
 use libfuzzer_sys::fuzz_target;
-use mailops::config::{AlertMessage, Config, Outbound};
+use mailops::auth::{self, results, Verification};
+use mailops::config::{parse_cidr, AlertMessage, Config, Method, Outbound};
+use mailops::envelope::Envelope;
 use mailops::events::evaluate::{
     self, Alert, Outcome, Settings, Write, MAX_EVENT_MESSAGE, MAX_KEY, MAX_LOG_MESSAGE,
 };
@@ -222,8 +226,26 @@ fuzz_target!(|data: &[u8]| {
         .expect("a genuine token is found");
     assert!(hidden.contains(&KEY.token(found)));
 
+    // Sender verification: only this instance's results count, for the From domain only.
+    let _ = results::parse(&String::from_utf8_lossy(raw));
+    let verify = auth::Settings {
+        authserv_id: Some("mon.example.com".into()),
+        mynetworks: vec![parse_cidr("127.0.0.0/8").expect("a network")],
+    };
+    let trusted = flags & 8 == 0;
+    let envelope = Envelope {
+        mail_from: envelope_from.into(),
+        client_addr: Some(if trusted { "127.0.0.1" } else { "192.0.2.1" }.into()),
+        ..Envelope::default()
+    };
+    let sender = Verification::of(&message, &envelope, &verify);
+    if let Some(domain) = sender.verified_domain() {
+        assert_eq!(Some(domain), sender.from_domain.as_deref());
+    }
+    assert_eq!(sender.passes(Method::Mynetworks), trusted);
+
     // Events.
-    let alert = Alert::new(&message, envelope_from);
+    let alert = Alert::new(&message, envelope_from).verified(&sender);
     let decision = evaluate::evaluate(&POLICIES, &alert, settings);
     match decision.device {
         None => {

@@ -7,13 +7,14 @@ use std::collections::HashSet;
 use std::fmt;
 
 use super::model::{
-    Action, Alignment, Device, EventPolicy, MatchIn, Originator, RegexType, Severity,
+    Action, Alignment, Device, EventPolicy, MatchIn, Originator, RegexType, RequireAuth, Severity,
 };
 use super::policies::{
     CompiledEventPolicy, CompiledOriginator, Extractor, Matcher, Policies, Sender,
 };
 use super::template::{Captures, Values};
-use crate::config::AlertMessage;
+use crate::auth::Verification;
+use crate::config::{AlertMessage, Method};
 use crate::message::{header, truncate, Message};
 
 /// Longest device log message kept, in octets.
@@ -43,6 +44,8 @@ pub struct Alert<'a> {
     pub body: &'a str,
     /// The header fields ([`Message::headers`]).
     pub headers: &'a str,
+    /// What was verified about its sender; `None`: nothing.
+    pub sender: Option<&'a Verification>,
 }
 
 impl<'a> Alert<'a> {
@@ -55,7 +58,24 @@ impl<'a> Alert<'a> {
             subject: message.subject.as_deref().unwrap_or(""),
             body: &message.body,
             headers: &message.headers,
+            sender: None,
         }
+    }
+
+    /// The alert, its sender verified as `sender` says.
+    pub fn verified(self, sender: &'a Verification) -> Alert<'a> {
+        Alert {
+            sender: Some(sender),
+            ..self
+        }
+    }
+
+    /// Whether its sender is verified by `required`, or came from a trusted network.
+    fn verified_by(&self, required: RequireAuth) -> bool {
+        required.method().is_none_or(|method| {
+            self.sender
+                .is_some_and(|v| v.passes(method) || v.passes(Method::Mynetworks))
+        })
     }
 
     /// What an originator policy of `regex_type` looks in; `None` for a header it lacks.
@@ -157,6 +177,13 @@ pub enum Step<'a> {
         /// The policy's name, or address.
         policy: &'a str,
     },
+    /// The sender is not verified as the policy requires.
+    Unverified {
+        /// The policy's name, or address.
+        policy: &'a str,
+        /// What it requires.
+        required: RequireAuth,
+    },
     /// The pattern was not found in the subject or body.
     PatternNotFound {
         /// The policy's name, or address.
@@ -190,6 +217,11 @@ impl fmt::Display for Step<'_> {
             Step::OtherSender { policy } => {
                 write!(f, "originator {policy}: the From address does not match")
             }
+            Step::Unverified { policy, required } => write!(
+                f,
+                "originator {policy}: the sender is not verified by {required} (require_auth), \
+                 nor in mynetworks"
+            ),
             Step::PatternNotFound { policy, looked_in } => {
                 write!(
                     f,
@@ -298,10 +330,21 @@ pub fn evaluate<'a>(policies: &'a Policies, alert: &Alert<'_>, settings: Setting
             .map(|(device, caps)| (o, device, caps))
     });
     let Some((origin, device, captures)) = aligned else {
-        let message = format!(
+        let mut message = format!(
             "Could not match device to email from {} with subject {:?}",
             alert.from, alert.subject
         );
+        let unverified = steps.iter().filter_map(|s| match s {
+            Step::Unverified { policy, required } => Some(format!("{policy} requires {required}")),
+            _ => None,
+        });
+        let unverified: Vec<String> = unverified.collect();
+        if !unverified.is_empty() {
+            let why = alert
+                .sender
+                .map_or("nothing verified".to_owned(), |v| v.to_string());
+            message += &format!(" (sender not verified: {}; {why})", unverified.join(", "));
+        }
         return Decision {
             steps,
             device: None,
@@ -580,6 +623,11 @@ fn align<'a>(
     let policy = o.policy.label();
     if !o.senders.admit(sender) {
         steps.push(Step::OtherSender { policy });
+        return None;
+    }
+    let required = o.policy.require_auth;
+    if !alert.verified_by(required) {
+        steps.push(Step::Unverified { policy, required });
         return None;
     }
     let default = o

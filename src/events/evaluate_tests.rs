@@ -15,7 +15,7 @@ mod scopes;
 use super::*;
 use crate::events::model::{
     Action, Alignment, Device, EventPolicy, MatchIn, MatchLogic, Originator, PatternType,
-    RegexType, Severity,
+    RegexType, RequireAuth, Severity,
 };
 
 fn device(id: i64, name: &str, ip: Option<&str>) -> Device {
@@ -44,6 +44,7 @@ fn originator(
         pattern: pattern.into(),
         alignment,
         default_device_id,
+        require_auth: RequireAuth::None,
     }
 }
 

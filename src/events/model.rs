@@ -173,6 +173,23 @@ names!(
 );
 
 names!(
+    /// Which verification of its sender an originator policy needs for a mail to count. A
+    /// client in a trusted network (`[postfix] mynetworks`) counts as verified whatever this
+    /// says.
+    RequireAuth {
+        /// Every mail counts.
+        None = "none",
+        /// Only mail whose From domain passes DMARC at this instance.
+        Dmarc = "dmarc",
+        /// Only mail that passes SPF at this instance, aligned with the From domain.
+        Spf = "spf",
+        /// Only mail that carries a DKIM signature valid at this instance, aligned with the
+        /// From domain.
+        Dkim = "dkim",
+    }
+);
+
+names!(
     /// What text an event policy's match strings are tried on.
     MatchIn {
         /// The decoded subject.
@@ -205,7 +222,7 @@ names!(
     }
 );
 
-// `names!` derives no `Default`: these two say theirs.
+// `names!` derives no `Default`: these say theirs.
 #[allow(clippy::derivable_impls)]
 impl Default for Action {
     fn default() -> Action {
@@ -217,6 +234,26 @@ impl Default for Action {
 impl Default for MatchLogic {
     fn default() -> MatchLogic {
         MatchLogic::Text
+    }
+}
+
+#[allow(clippy::derivable_impls)]
+impl Default for RequireAuth {
+    fn default() -> RequireAuth {
+        RequireAuth::None
+    }
+}
+
+impl RequireAuth {
+    /// The verification it asks for; `None` for none.
+    pub fn method(self) -> Option<crate::config::Method> {
+        use crate::config::Method;
+        match self {
+            RequireAuth::None => None,
+            RequireAuth::Dmarc => Some(Method::Dmarc),
+            RequireAuth::Spf => Some(Method::Spf),
+            RequireAuth::Dkim => Some(Method::Dkim),
+        }
     }
 }
 
@@ -252,6 +289,8 @@ pub struct Originator {
     pub alignment: Alignment,
     /// The default device's id; set unless `alignment` is `Discard`.
     pub default_device_id: Option<i64>,
+    /// Which verification its mail needs to count (a trusted network's always counts).
+    pub require_auth: RequireAuth,
 }
 
 impl Originator {
@@ -340,6 +379,12 @@ mod tests {
             "\"fatal\" is not one of healthy, notice, minor, major, critical"
         );
         assert!(Severity::Critical > Severity::Healthy);
+        assert_eq!("dkim".parse(), Ok(RequireAuth::Dkim));
+        assert_eq!(RequireAuth::default(), RequireAuth::None);
+        assert_eq!(
+            "tls".parse::<RequireAuth>().unwrap_err(),
+            "\"tls\" is not one of none, dmarc, spf, dkim"
+        );
     }
 
     #[test]

@@ -4,25 +4,33 @@ use std::fmt::Write as _;
 
 use super::evaluate::{evaluate, Alert, Outcome, Raised, Settings, Tried, Write};
 use super::policies::Policies;
+use crate::auth::Verification;
 use crate::message::Message;
 
 /// Describes the decision for `message` under `policies`: each originator policy tried and why,
 /// the device chosen and the captures, each event policy whose first match string matched and
 /// what became of it (scope, second match, suppression, key and severity), and the rows that
-/// would be written. The envelope sender is taken from `Return-Path`, else `From`.
-pub fn report(policies: &Policies, message: &Message, settings: Settings) -> String {
+/// would be written. The envelope sender is taken from `Return-Path`, else `From`; `sender` is
+/// what was verified about it.
+pub fn report(
+    policies: &Policies,
+    message: &Message,
+    sender: &Verification,
+    settings: Settings,
+) -> String {
     let return_path = message.header("Return-Path");
     let envelope_from = return_path
         .as_deref()
         .map(|p| p.trim().trim_start_matches('<').trim_end_matches('>'))
         .or(message.from_address.as_deref())
         .unwrap_or("");
-    let alert = Alert::new(message, envelope_from);
+    let alert = Alert::new(message, envelope_from).verified(sender);
     let decision = evaluate(policies, &alert, settings);
     let mut out = String::new();
     // Writing to a String cannot fail.
     let _ = writeln!(out, "from:    {}", or_none(alert.from));
     let _ = writeln!(out, "subject: {:?}", alert.subject);
+    let _ = writeln!(out, "sender:  {sender}");
     let _ = writeln!(out, "body:    {} characters", alert.body.chars().count());
     let _ = writeln!(out, "\noriginator policies tried:");
     if decision.steps.is_empty() {
@@ -202,7 +210,8 @@ fn describe(policies: &Policies, write: &Write) -> String {
 mod tests {
     use super::*;
     use crate::events::model::{
-        Alignment, Device, EventPolicy, MatchLogic, Originator, PatternType, RegexType, Severity,
+        Alignment, Device, EventPolicy, MatchLogic, Originator, PatternType, RegexType,
+        RequireAuth, Severity,
     };
 
     #[test]
@@ -224,6 +233,7 @@ mod tests {
                     pattern: "UPS".into(),
                     alignment: Alignment::Discard,
                     default_device_id: None,
+                    require_auth: RequireAuth::None,
                 },
                 Originator {
                     id: 2,
@@ -234,6 +244,7 @@ mod tests {
                     pattern: r"UPS (\S+)".into(),
                     alignment: Alignment::Discard,
                     default_device_id: None,
+                    require_auth: RequireAuth::None,
                 },
             ],
             vec![
@@ -262,9 +273,15 @@ mod tests {
             b"From: ups@example.com\r\nSubject: UPS ups1 power\r\n\r\nPower restored\r\n",
         );
         assert_eq!(
-            report(&policies, &message, Settings::default()),
+            report(
+                &policies,
+                &message,
+                &Verification::default(),
+                Settings::default()
+            ),
             "from:    ups@example.com
 subject: \"UPS ups1 power\"
+sender:  spf=not checked dkim=not checked dmarc=not checked, client not in mynetworks
 body:    14 characters
 
 originator policies tried:
@@ -284,7 +301,12 @@ rows that would be written:
 "
         );
         let stranger = Message::parse(b"Subject: hello\r\n\r\nhi\r\n");
-        let text = report(&policies, &stranger, Settings::default());
+        let text = report(
+            &policies,
+            &stranger,
+            &Verification::default(),
+            Settings::default(),
+        );
         assert!(text.contains("device: none"), "{text}");
         assert!(
             text.contains("system_log: E701 Could not match device to email"),

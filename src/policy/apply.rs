@@ -127,8 +127,8 @@ async fn write(tx: &Transaction<'_>, ops: &[Op]) -> Result<(), tokio_postgres::E
                 tx.execute(
                     "INSERT INTO originator_policies
                          (position, name, address, regex_type, pattern_type, pattern, alignment,
-                          default_device_id)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                          default_device_id, require_auth)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
                     &[
                         position,
                         &o.name,
@@ -138,6 +138,7 @@ async fn write(tx: &Transaction<'_>, ops: &[Op]) -> Result<(), tokio_postgres::E
                         &o.pattern,
                         &o.alignment.as_str(),
                         &o.default_device_id.map(|id| real(&devices, id)),
+                        &o.require_auth.as_str(),
                     ],
                 )
                 .await?;
@@ -146,12 +147,13 @@ async fn write(tx: &Transaction<'_>, ops: &[Op]) -> Result<(), tokio_postgres::E
                 tx.execute(
                     "UPDATE originator_policies
                      SET position = $2, name = $3, address = $4, regex_type = $5,
-                         pattern_type = $6, pattern = $7, alignment = $8, default_device_id = $9
+                         pattern_type = $6, pattern = $7, alignment = $8, default_device_id = $9,
+                         require_auth = $10
                      WHERE id = $1
                        AND (position, name, address, regex_type, pattern_type, pattern,
-                            alignment, default_device_id)
+                            alignment, default_device_id, require_auth)
                            IS DISTINCT FROM ($2::integer, $3::text, $4::text, $5::text, $6::text,
-                                             $7::text, $8::text, $9::bigint)",
+                                             $7::text, $8::text, $9::bigint, $10::text)",
                     &[
                         &o.id,
                         position,
@@ -162,6 +164,7 @@ async fn write(tx: &Transaction<'_>, ops: &[Op]) -> Result<(), tokio_postgres::E
                         &o.pattern,
                         &o.alignment.as_str(),
                         &o.default_device_id.map(|id| real(&devices, id)),
+                        &o.require_auth.as_str(),
                     ],
                 )
                 .await?;

@@ -63,6 +63,7 @@ impl PolicyFile {
                     pattern: o.pattern.clone(),
                     alignment: o.alignment,
                     default_device: name(&devices, o.default_device_id),
+                    require_auth: o.require_auth,
                 })
                 .collect(),
             event_policies: model

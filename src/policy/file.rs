@@ -11,7 +11,7 @@ use super::roundtrip_checks::check_roundtrips;
 use super::ticket_checks::{check_destinations, check_tickets};
 use crate::config::Inbound;
 use crate::events::model::{
-    Action, Alignment, MatchIn, MatchLogic, PatternType, RegexType, Severity,
+    Action, Alignment, MatchIn, MatchLogic, PatternType, RegexType, RequireAuth, Severity,
 };
 #[cfg(doc)]
 use crate::route::address_key;
@@ -84,6 +84,13 @@ pub struct OriginatorEntry {
     /// The default device's name; required unless `alignment` is `discard`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub default_device: Option<String>,
+    /// Which verification its mail needs to count; `none` (all mail counts) when absent.
+    #[serde(default, skip_serializing_if = "is_none")]
+    pub require_auth: RequireAuth,
+}
+
+fn is_none(require_auth: &RequireAuth) -> bool {
+    *require_auth == RequireAuth::None
 }
 
 /// One `[[event_policy]]`, keyed by `name`.

@@ -92,15 +92,26 @@ fn the_sample_parses_with_its_defaults() {
     assert_eq!(file.check(), Vec::<String>::new());
 }
 
+/// [`SAMPLE`] with its UPS originator requiring DKIM: the sample file leaves `require_auth` out,
+/// as the mail that tests send through it is not verified.
+fn sample_with_every_key() -> String {
+    let ups = "pattern = 'UPS (\\S+) is on battery'\nalignment = \"discard\"\n";
+    assert!(SAMPLE.contains(ups), "the sample's UPS originator");
+    SAMPLE.replace(ups, &format!("{ups}require_auth = \"dkim\"\n"))
+}
+
 #[test]
 fn what_is_written_reads_back_the_same() {
-    let file = PolicyFile::parse(SAMPLE).expect("valid");
+    let file = PolicyFile::parse(&sample_with_every_key()).expect("valid");
+    assert_eq!(file.originators[1].require_auth, RequireAuth::Dkim);
     let text = file.to_toml();
     assert_eq!(PolicyFile::parse(&text), Ok(file.clone()));
     assert_eq!(PolicyFile::parse(&text).unwrap().to_toml(), text);
-    // Unset optional keys are left out.
+    // Unset optional keys are left out, and so is `require_auth = "none"`.
     assert!(!text.contains("second_match = \"\""), "{text}");
     assert_eq!(text.matches("id = ").count(), 1, "{text}");
+    assert_eq!(text.matches("require_auth = ").count(), 1, "{text}");
+    assert!(text.contains("require_auth = \"dkim\"\n"), "{text}");
     assert_eq!(PolicyFile::default().to_toml(), "");
     assert_eq!(PolicyFile::parse(""), Ok(PolicyFile::default()));
 }
@@ -244,6 +255,15 @@ fn every_problem_is_reported_with_its_entry_and_key() {
                 r#"originator "alerts@example.com" (entry 1): alignment: unknown variant `always`, expected one of `discard`, `default_if_unmatched`, `override`"#,
                 r#"originator "alerts@example.com" (entry 1): pattern_type: unknown variant `glob`, expected `classic` or `advanced`"#,
                 r#"originator "alerts@example.com" (entry 1): regex_type: "header" is not one of subject, body, from, envelope_from, header:<Name>"#,
+            ],
+        ),
+        (originator(&[("require_auth", "\"none\"")]), vec![]),
+        (originator(&[("require_auth", "\"dkim\"")]), vec![]),
+        (
+            originator(&[("require_auth", "\"tls\""), ("pattern", "\"\"")]),
+            vec![
+                r#"originator "alerts@example.com" (entry 1): require_auth: unknown variant `tls`, expected one of `none`, `dmarc`, `spf`, `dkim`"#,
+                r#"originator "alerts@example.com" (entry 1): pattern: must not be empty"#,
             ],
         ),
         (
@@ -442,6 +462,29 @@ fn every_problem_is_reported_with_its_entry_and_key() {
 }
 
 #[test]
+fn an_originator_may_require_its_sender_verified() {
+    let text = originator(&[("require_auth", "\"dkim\"")])
+        + &originator(&[("address", "\"ups@example.com\"")]);
+    let file = PolicyFile::parse(&text).expect("valid");
+    let required: Vec<RequireAuth> = file.originators.iter().map(|o| o.require_auth).collect();
+    // Absent: every mail counts.
+    assert_eq!(required, [RequireAuth::Dkim, RequireAuth::None]);
+    for value in RequireAuth::ALL {
+        let text = originator(&[("require_auth", &format!("{:?}", value.as_str()))]);
+        let file = PolicyFile::parse(&text).expect("valid");
+        assert_eq!(file.originators[0].require_auth, *value);
+        // Written only when it is not the default, and read back the same.
+        let written = file.to_toml();
+        assert_eq!(
+            written.contains("require_auth"),
+            *value != RequireAuth::None,
+            "{written}"
+        );
+        assert_eq!(PolicyFile::parse(&written), Ok(file));
+    }
+}
+
+#[test]
 fn problems_are_listed_in_file_order_all_at_once() {
     let text = format!(
         "colour = 1\n{}{}{}{}{}",
@@ -531,6 +574,7 @@ fn inbound(domains: &[&str]) -> Inbound {
         notify_local_part: "notify".into(),
         strip_fqdn: false,
         alert_message: Default::default(),
+        auth: Default::default(),
     }
 }
 

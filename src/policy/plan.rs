@@ -351,6 +351,7 @@ fn plan_originators(
             pattern: o.pattern.clone(),
             alignment: o.alignment,
             default_device_id,
+            require_auth: o.require_auth,
         };
         let key = OriginatorKey::of(o.name.as_deref(), &want.address);
         let mut current = by_key.remove(&key);

@@ -49,6 +49,38 @@ fn main_cf(config: &Config) -> String {
 }
 
 #[test]
+fn the_verifier_is_configured_only_with_verify() {
+    assert_eq!(param(&main_cf(&config(&[])), "smtpd_milters"), None);
+    let config = config(&[(
+        "[postfix]",
+        "[inbound.auth]\nverify = true\nverifier_directory = \"/run/v\"\n\
+         nameservers = [\"127.0.0.1:5354\"]\n[postfix]",
+    )]);
+    let files = render(&config).expect("renders");
+    let main = &file(&files, MAIN_CF).contents;
+    for (key, value) in [
+        ("smtpd_milters", "unix:/run/v/milter.sock"),
+        ("milter_default_action", "tempfail"),
+        ("header_checks", "regexp:${config_directory}/header-checks"),
+        ("nested_header_checks", ""),
+    ] {
+        assert_eq!(param(main, key).as_deref(), Some(value), "{key}");
+    }
+    let checks = &file(&files, verifier::HEADER_CHECKS).contents;
+    assert!(checks.contains("\n/^Authentication-Results:/ IGNORE\n"));
+    let rspamd = &file(&files, verifier::RSPAMD_CONF).contents;
+    for line in [
+        "bind_socket = \"/run/v/milter.sock mode=0660 owner=_rspamd group=postfix\";",
+        "nameserver = [\"127.0.0.1:5354\"];",
+        "url_tld = \"/usr/share/rspamd/effective_tld_names.dat\";",
+        "use = [\"authentication-results\"];",
+    ] {
+        assert!(rspamd.contains(line), "{line}\n{rspamd}");
+    }
+    assert!(!rspamd.contains("{{"));
+}
+
+#[test]
 fn every_placeholder_is_filled_and_every_file_says_it_is_generated() {
     let files = render(&config(&[])).expect("renders");
     let names: Vec<_> = files.iter().map(|f| f.name).collect();

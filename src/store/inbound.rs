@@ -6,6 +6,7 @@ use sha2::{Digest, Sha256};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{GenericClient, Statement};
 
+use crate::auth::Verification;
 use crate::envelope::Envelope;
 use crate::message::{self, Message};
 use crate::route::{address_key, Route};
@@ -21,6 +22,8 @@ pub struct Inbound {
     pub route: Route,
     /// The parsed message.
     pub message: Arc<Message>,
+    /// What was verified about its sender.
+    pub sender: Arc<Verification>,
     /// The raw message.
     pub raw: Arc<Vec<u8>>,
     /// Its [`idempotency_key`].
@@ -70,8 +73,9 @@ pub async fn prepare(
         .prepare_cached(
             "WITH m AS (
                  INSERT INTO inbound_messages (envelope_from, recipient, route, message_id,
-                     subject, from_address, size, parsed, queue_id, client_addr, idempotency_key)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $9, $10, $11, $12)
+                     subject, from_address, size, parsed, queue_id, client_addr, idempotency_key,
+                     auth_spf, auth_dkim, auth_dmarc, auth_domain, client_trusted)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $9, $10, $11, $12, $13, $14, $15, $16, $17)
                  RETURNING id, received_at)
              INSERT INTO inbound_raw (inbound_message_id, received_at, raw)
                  SELECT id, received_at, $8 FROM m
@@ -93,6 +97,8 @@ pub async fn insert(
     let size = i32::try_from(row.raw.len()).unwrap_or(i32::MAX);
     let queue_id = env.queue_id.as_deref().map(message::text);
     let client_addr = env.client_addr.as_deref().map(message::text);
+    let sender = &row.sender;
+    let result = |r: Option<&(String, Option<String>)>| r.map(|(result, _)| message::text(result));
     let inserted = client
         .query_one(
             statement,
@@ -109,6 +115,11 @@ pub async fn insert(
                 &queue_id,
                 &client_addr,
                 &row.idempotency_key,
+                &result(sender.spf.as_ref()),
+                &sender.dkim.as_deref().map(message::text),
+                &result(sender.dmarc.as_ref()),
+                &sender.verified_domain().map(message::text),
+                &sender.trusted_network,
             ],
         )
         .await;

@@ -51,6 +51,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0009_retention.sql",
         include_str!("../../sql/0009_retention.sql"),
     ),
+    (
+        10,
+        "0010_sender_trust.sql",
+        include_str!("../../sql/0010_sender_trust.sql"),
+    ),
 ];
 
 /// Arbitrary key of the advisory lock that serialises concurrent `migrate` runs.

@@ -119,7 +119,7 @@ pub async fn read(client: &impl GenericClient) -> Result<Model, Error> {
     let originators = client
         .query(
             "SELECT id, name, address, regex_type, pattern_type, pattern, alignment,
-                    default_device_id
+                    default_device_id, require_auth
              FROM originator_policies ORDER BY position, id",
             &[],
         )
@@ -135,6 +135,7 @@ pub async fn read(client: &impl GenericClient) -> Result<Model, Error> {
                 pattern: r.get("pattern"),
                 alignment: name(r, "alignment")?,
                 default_device_id: r.get("default_device_id"),
+                require_auth: name(r, "require_auth")?,
             })
         })
         .collect::<Result<_, Error>>()?;

@@ -5,7 +5,7 @@
 
 use super::mail;
 use super::model::{Access, Template, TicketPolicy};
-use crate::config::Outbound;
+use crate::config::{InboundAuth, Method, Outbound, UnverifiedReply};
 use crate::message::Message;
 use crate::route::address_key;
 use crate::state::State;
@@ -60,6 +60,9 @@ pub enum Notice {
     NoOutbound(Kind),
     /// None: the sender had `[outbound] notices_per_hour` already.
     RateLimited(Kind),
+    /// None: the sender is not verified, and may be forged (`[inbound.auth]
+    /// notify_unverified` is off).
+    Unverified(Kind),
 }
 
 /// What is known about a mail to a ticket destination.
@@ -74,6 +77,8 @@ pub struct Facts<'a> {
     pub replied: Option<&'a Ticket>,
     /// Ticket notices its sender was sent in the last hour.
     pub recent_notices: i64,
+    /// How its sender was verified (`[inbound.auth] trust`), or why it was not.
+    pub verified: Result<Method, String>,
 }
 
 /// What to do with the mail.
@@ -118,12 +123,14 @@ pub enum Plan<'a> {
 }
 
 /// Decides what the mail described by `facts` does under `state`; `outbound` is how notices
-/// are sent (none without it). `None` when the destination has no ticket policy in `state`: it
-/// was accepted through the database before the policies reached memory, and must be tried
-/// again.
+/// are sent (none without it), `auth` what an unverified sender may do: only a verified one
+/// writes to a ticket, passes an access rule as a user or queue member, or is sent a notice.
+/// `None` when the destination has no ticket policy in `state`: it was accepted through the
+/// database before the policies reached memory, and must be tried again.
 pub fn decide<'a>(
     state: &'a State,
     outbound: Option<&Outbound>,
+    auth: &InboundAuth,
     facts: &Facts<'a>,
 ) -> Option<(&'a TicketPolicy, Plan<'a>)> {
     let policy = state.tickets.policy(facts.destination)?;
@@ -137,35 +144,55 @@ pub fn decide<'a>(
         return Some((policy, Plan::Ignore(reason)));
     }
     let sender = m.from_address.as_deref().unwrap_or(facts.envelope_from);
+    let unverified = facts.verified.as_ref().err();
     let notice = |kind| match outbound {
         None => Notice::NoOutbound(kind),
+        Some(_) if unverified.is_some() && !auth.notify_unverified => Notice::Unverified(kind),
         Some(o) if facts.recent_notices >= o.notices_per_hour => Notice::RateLimited(kind),
         Some(_) => Notice::Send(kind),
+    };
+    let refuse = |kind, reason: String| Plan::Refuse {
+        reason,
+        sender,
+        notice: notice(kind),
     };
     let mut instead_of_note = None;
     if let Some(ticket) = facts.replied {
         let allowed = address_key(&ticket.requester) == address_key(sender)
             || state.tickets.is_member(ticket.queue_id, sender)
             || state.tickets.is_user(sender);
-        if allowed {
-            let plan = Plan::Note {
-                ticket_id: ticket.id,
-                author: sender,
-                notice: notice(Kind::Updated),
-            };
-            return Some((policy, plan));
+        match unverified {
+            None if allowed => {
+                let plan = Plan::Note {
+                    ticket_id: ticket.id,
+                    author: sender,
+                    notice: notice(Kind::Updated),
+                };
+                return Some((policy, plan));
+            }
+            Some(why) if allowed && auth.unverified_reply == UnverifiedReply::Store => {
+                let reason = format!(
+                    "reply to ticket {} from {sender}, who is not verified ({why})",
+                    ticket.id
+                );
+                return Some((policy, refuse(Kind::Failed, reason)));
+            }
+            // Quoting a ticket is not enough to write to it: this is a new request.
+            _ => instead_of_note = Some(ticket.id),
         }
-        // Quoting a ticket is not enough to write to it: this is a new request.
-        instead_of_note = Some(ticket.id);
     }
-    let refuse = |kind, reason: String| Plan::Refuse {
-        reason,
-        sender,
-        notice: notice(kind),
-    };
+    let not_verified = |why: &str| format!("{sender} is not verified ({why})");
     let Some(template) = state.tickets.template(policy.template_id) else {
         let reason = "the ticket template is missing".to_owned();
         return Some((policy, refuse(Kind::Failed, reason)));
+    };
+    let create = || Plan::Create {
+        policy,
+        template,
+        description: mail::description(&template.description, m.subject.as_deref().unwrap_or("")),
+        requester: sender,
+        instead_of_note,
+        notice: notice(Kind::Created),
     };
     let plan = match policy.access {
         _ if !m.parsed => refuse(Kind::Failed, "the mail could not be parsed".to_owned()),
@@ -177,30 +204,33 @@ pub fn decide<'a>(
             Kind::NotInQueue,
             format!("{sender} is not a member of the template's queue"),
         ),
-        _ => Plan::Create {
-            policy,
-            template,
-            description: mail::description(
-                &template.description,
-                m.subject.as_deref().unwrap_or(""),
-            ),
-            requester: sender,
-            instead_of_note,
-            notice: notice(Kind::Created),
+        Access::Registered => match unverified {
+            Some(why) => refuse(Kind::NotRegistered, not_verified(why)),
+            None => create(),
         },
+        Access::Queue => match unverified {
+            Some(why) => refuse(Kind::NotInQueue, not_verified(why)),
+            None => create(),
+        },
+        Access::Open => create(),
     };
     Some((policy, plan))
 }
 
 /// What `mailops policy test --to DESTINATION` shows of a ticket mail: the policy, the ticket
 /// it answers, the decision and its notice.
-pub fn report(policy: &TicketPolicy, replied: Option<&Ticket>, plan: &Plan<'_>) -> String {
+pub fn report(policy: &TicketPolicy, facts: &Facts<'_>, plan: &Plan<'_>) -> String {
+    let replied = facts.replied;
     let mut out = format!(
         "ticket policy: {} ({}, access {})\n",
         policy.name,
         policy.destination,
         policy.access.as_str()
     );
+    out += &match &facts.verified {
+        Ok(method) => format!("sender: verified by {}\n", method.as_str()),
+        Err(why) => format!("sender: not verified ({why})\n"),
+    };
     out += &match replied {
         Some(t) => format!("answers: ticket {} (requester {})\n", t.id, t.requester),
         None => "answers: no ticket\n".to_owned(),
@@ -243,6 +273,11 @@ pub fn report(policy: &TicketPolicy, replied: Option<&Ticket>, plan: &Plan<'_>) 
         Notice::NoOutbound(kind) => format!("notice: none ({} without [outbound])\n", kind.name()),
         Notice::RateLimited(kind) => format!(
             "notice: none ({}: the sender had [outbound] notices_per_hour)\n",
+            kind.name()
+        ),
+        Notice::Unverified(kind) => format!(
+            "notice: none ({}: the sender is not verified, and [inbound.auth] \
+             notify_unverified is off)\n",
             kind.name()
         ),
     };

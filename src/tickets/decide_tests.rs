@@ -81,8 +81,26 @@ fn message(from: &str, headers: &str) -> Message {
     )
 }
 
-/// The plan for a mail from `from` to `destination`, answering `replied`, after `recent`
-/// notices this hour.
+/// What is known of `message` sent to `destination`, answering `replied`, after `recent`
+/// notices this hour, its sender verified as `verified` says.
+fn facts<'a>(
+    message: &'a Message,
+    destination: &'a str,
+    replied: Option<&'a Ticket>,
+    recent: i64,
+    verified: Result<Method, String>,
+) -> Facts<'a> {
+    Facts {
+        envelope_from: message.from_address.as_deref().unwrap_or(""),
+        message,
+        destination,
+        replied,
+        recent_notices: recent,
+        verified,
+    }
+}
+
+/// The plan for a mail from a verified sender.
 fn plan_for<'a>(
     state: &'a State,
     outbound: Option<&Outbound>,
@@ -91,14 +109,98 @@ fn plan_for<'a>(
     replied: Option<&'a Ticket>,
     recent: i64,
 ) -> Option<Plan<'a>> {
-    let facts = Facts {
-        envelope_from: message.from_address.as_deref().unwrap_or(""),
-        message,
-        destination,
-        replied,
-        recent_notices: recent,
+    let facts = facts(message, destination, replied, recent, Ok(Method::Dmarc));
+    decide(state, outbound, &InboundAuth::default(), &facts).map(|(_, plan)| plan)
+}
+
+/// The plan for a mail from an unverified sender, under `auth`.
+fn unverified_plan<'a>(
+    state: &'a State,
+    auth: &InboundAuth,
+    message: &'a Message,
+    destination: &'a str,
+    replied: Option<&'a Ticket>,
+) -> Option<Plan<'a>> {
+    let why = "spf=fail dkim=none dmarc=fail, client not in mynetworks";
+    let facts = facts(message, destination, replied, 0, Err(why.into()));
+    decide(state, Some(&outbound()), auth, &facts).map(|(_, plan)| plan)
+}
+
+#[test]
+fn an_unverified_sender_steers_no_ticket_and_gets_no_notice() {
+    let state = state();
+    let auth = InboundAuth::default();
+    let why = "spf=fail dkim=none dmarc=fail, client not in mynetworks";
+    let ticket = Ticket {
+        id: 42,
+        requester: "bob@example.org".into(),
+        queue_id: Some(7),
     };
-    decide(state, outbound, &facts).map(|(_, plan)| plan)
+    // A forged reply "from" the requester is a new request, unannounced.
+    let forged = message("bob@example.org", "");
+    assert_eq!(
+        unverified_plan(
+            &state,
+            &auth,
+            &forged,
+            "help@tickets.example.com",
+            Some(&ticket)
+        ),
+        Some(Plan::Create {
+            policy: state.tickets.policy("help@tickets.example.com").unwrap(),
+            template: state.tickets.template(3).unwrap(),
+            description: "Email: Printer jammed".into(),
+            requester: "bob@example.org",
+            instead_of_note: Some(42),
+            notice: Notice::Unverified(Kind::Created),
+        })
+    );
+    // Or stored with the reason, as configured.
+    let store = InboundAuth {
+        unverified_reply: UnverifiedReply::Store,
+        ..InboundAuth::default()
+    };
+    assert_eq!(
+        unverified_plan(
+            &state,
+            &store,
+            &forged,
+            "help@tickets.example.com",
+            Some(&ticket)
+        ),
+        Some(Plan::Refuse {
+            reason: format!("reply to ticket 42 from bob@example.org, who is not verified ({why})"),
+            sender: "bob@example.org",
+            notice: Notice::Unverified(Kind::Failed),
+        })
+    );
+    // A registered user's or queue member's address, unverified, passes no access rule.
+    let alice = message("alice@example.com", "");
+    for (destination, kind) in [
+        ("reg@tickets.example.com", Kind::NotRegistered),
+        ("queue@tickets.example.com", Kind::NotInQueue),
+    ] {
+        assert_eq!(
+            unverified_plan(&state, &auth, &alice, destination, None),
+            Some(Plan::Refuse {
+                reason: format!("alice@example.com is not verified ({why})"),
+                sender: "alice@example.com",
+                notice: Notice::Unverified(kind),
+            })
+        );
+    }
+    // Notices go to unverified senders only when configured.
+    let notify = InboundAuth {
+        notify_unverified: true,
+        ..InboundAuth::default()
+    };
+    assert!(matches!(
+        unverified_plan(&state, &notify, &forged, "help@tickets.example.com", None),
+        Some(Plan::Create {
+            notice: Notice::Send(Kind::Created),
+            ..
+        })
+    ));
 }
 
 #[test]

@@ -8,7 +8,8 @@ use tokio_postgres::GenericClient;
 use super::decide::{decide, Facts, Notice, Plan};
 use super::mail;
 use super::model::TicketPolicy;
-use crate::config::Outbound;
+use crate::auth::Verification;
+use crate::config::{InboundAuth, Outbound};
 use crate::message::Message;
 use crate::outbound::outbox;
 use crate::state::State;
@@ -49,6 +50,8 @@ pub struct Mail<'a> {
     pub destination: &'a str,
     /// Its `inbound_messages.id`.
     pub inbound_id: i64,
+    /// What was verified about its sender.
+    pub sender: &'a Verification,
 }
 
 /// What handling needs besides the mail.
@@ -57,6 +60,8 @@ pub struct Context<'a> {
     pub state: &'a State,
     /// How notices are sent; without it none are queued.
     pub outbound: Option<&'a Outbound>,
+    /// What verifies a sender, and what an unverified one may do.
+    pub auth: &'a InboundAuth,
 }
 
 /// Carries out `mail` through `client` (the transaction that stored it): gathers what the
@@ -79,8 +84,9 @@ pub async fn handle(
         destination: mail.destination,
         replied: replied.as_ref(),
         recent_notices,
+        verified: mail.sender.verified_by(&ctx.auth.trust),
     };
-    let Some((policy, plan)) = decide(ctx.state, ctx.outbound, &facts) else {
+    let Some((policy, plan)) = decide(ctx.state, ctx.outbound, ctx.auth, &facts) else {
         // Accepted through the database before the reload reached memory: try again soon.
         return Err(store::Error::Stale(format!(
             "no ticket policy for {} yet",
@@ -125,7 +131,7 @@ pub async fn handle(
                 tracing::info!(
                     ticket,
                     sender = requester,
-                    "reply from someone not allowed to add to the ticket; taken as a new request"
+                    "reply from someone not allowed to add to the ticket, or not verified; taken as a new request"
                 );
             }
             let new = tickets::NewTicket {
@@ -197,6 +203,14 @@ async fn notify(
                 to,
                 kind = kind.name(),
                 "notice not sent: rate limit ([outbound] notices_per_hour)"
+            );
+            return Ok(());
+        }
+        (Notice::Unverified(kind), _) => {
+            tracing::info!(
+                to,
+                kind = kind.name(),
+                "notice not sent: the sender is not verified ([inbound.auth] notify_unverified)"
             );
             return Ok(());
         }

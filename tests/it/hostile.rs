@@ -155,7 +155,12 @@ fn data(raw: &[u8]) -> Vec<u8> {
 async fn deliver(c: &mut Client, ident: &str, raw: &[u8]) -> Vec<String> {
     for (line, want) in [
         ("LHLO hostile.example".to_owned(), "250"),
-        (format!("XFORWARD IDENT={ident}"), "250 2.0.0"),
+        // As Postfix forwards mail from a client in mynetworks, whose sender is verified: the
+        // corpus's ticket notices are then sent (and checked for injected headers).
+        (
+            format!("XFORWARD IDENT={ident} ADDR=127.0.0.1"),
+            "250 2.0.0",
+        ),
         ("MAIL FROM:<Veeam@Example.com>".to_owned(), "250 2.1.0"),
         (format!("RCPT TO:<{NOTIFY}>"), "250 2.1.5"),
         (format!("RCPT TO:<{TICKETS}>"), "250 2.1.5"),

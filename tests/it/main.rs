@@ -22,5 +22,6 @@ mod postfix_config;
 mod retention;
 mod roundtrip;
 mod security;
+mod sender_trust;
 mod store;
 mod tickets;

@@ -27,6 +27,7 @@ fn inbound() -> Inbound {
         notify_local_part: "notify".into(),
         strip_fqdn: false,
         alert_message: Default::default(),
+        auth: Default::default(),
     }
 }
 

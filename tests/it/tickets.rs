@@ -12,7 +12,7 @@ use crate::support::postfix::unique_temp_dir;
 use crate::support::services::needs;
 use crate::support::stack::{config, mail, Stack};
 use mail_parser::MessageParser;
-use mailops::delivery::Delivery;
+use mailops::delivery::{self, Delivery};
 use mailops::{lmtp, serve, state};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -435,7 +435,7 @@ async fn lmtp_server(db: &TestDb, extra: &str) -> String {
     let backend = Delivery::new(
         db.pool.clone(),
         current,
-        Default::default(),
+        delivery::Settings::from(&config),
         config.outbound.clone().map(Arc::new),
     );
     tokio::spawn(lmtp::serve(
@@ -499,7 +499,8 @@ async fn automatic_mail_and_our_own_never_open_tickets_or_get_notices() {
             "automatic reply (X-Autoreply)",
         ),
     ];
-    let mut c = Client::connect(&addr).await;
+    // As Postfix delivers what a client in mynetworks sent.
+    let mut c = Client::connect(&addr).await.with_client("127.0.0.1");
     for (i, (envelope_from, from, headers, reason)) in cases.iter().enumerate() {
         let raw = mail(
             from,
@@ -533,7 +534,8 @@ async fn notices_to_one_address_are_rate_limited_and_redeliveries_do_nothing_twi
     let db = TestDb::with_setup(POLICIES).await;
     let addr = lmtp_server(&db, "notices_per_hour = 2").await;
     let to = "help@tickets.example.com";
-    let mut c = Client::connect(&addr).await;
+    // As Postfix delivers what a client in mynetworks sent.
+    let mut c = Client::connect(&addr).await.with_client("127.0.0.1");
     for i in 0..3 {
         let raw = mail(
             "bob@example.org",

@@ -2,6 +2,7 @@
 //! the file alone.
 
 use super::*;
+use crate::events::model::RequireAuth;
 
 #[test]
 fn the_offline_model_has_fresh_database_ids_and_resolved_references() {
@@ -28,6 +29,7 @@ fn the_offline_model_has_fresh_database_ids_and_resolved_references() {
                 pattern: "Backup job for".into(),
                 alignment: Alignment::DefaultIfUnmatched,
                 default_device_id: Some(4243),
+                require_auth: RequireAuth::None,
             },
             Originator {
                 id: 2,
@@ -38,6 +40,7 @@ fn the_offline_model_has_fresh_database_ids_and_resolved_references() {
                 pattern: r"UPS (\S+) is on battery".into(),
                 alignment: Alignment::Discard,
                 default_device_id: None,
+                require_auth: RequireAuth::None,
             },
         ]
     );
@@ -193,5 +196,39 @@ fn the_offline_model_resolves_within_the_file_only() {
     assert_eq!(
         model.devices.iter().map(|d| d.id).collect::<Vec<_>>(),
         [1, 2]
+    );
+}
+
+#[test]
+fn a_required_verification_is_carried_and_changing_it_alone_is_an_update() {
+    // The UPS originator is the sample's only entry that discards.
+    let discard = "alignment = \"discard\"\n";
+    assert_eq!(FILE.matches(discard).count(), 1);
+    let dkim = FILE.replace(discard, &format!("{discard}require_auth = \"dkim\"\n"));
+    let model = file(&dkim).to_model().expect("resolves");
+    let required: Vec<RequireAuth> = model.originators.iter().map(|o| o.require_auth).collect();
+    assert_eq!(required, [RequireAuth::None, RequireAuth::Dkim]);
+
+    let state = applied(FILE);
+    let p = plan(&file(&dkim), Some(&state), false).expect("plans");
+    assert_eq!(
+        p.summary.originators,
+        Counts {
+            created: 0,
+            updated: 1,
+            unchanged: 1,
+            deleted: 0
+        }
+    );
+    let mut after = state.clone();
+    p.execute_in_memory(&mut after);
+    assert_eq!(after.model.originators, model.originators);
+    assert_eq!(plan(&file(&dkim), Some(&after), false).unwrap().ops, []);
+    // And its export says so.
+    let exported = PolicyFile::from_model(&after.model).to_toml();
+    assert_eq!(
+        exported.matches("require_auth = \"dkim\"").count(),
+        1,
+        "{exported}"
     );
 }

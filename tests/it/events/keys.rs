@@ -100,6 +100,7 @@ async fn start() -> (TestDb, Serve) {
         notify_local_part: "notify".into(),
         strip_fqdn: false,
         alert_message: Default::default(),
+        auth: Default::default(),
     };
     policy::apply(&db.pool, &file, &inbound, policy::Options::default())
         .await

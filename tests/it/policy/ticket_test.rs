@@ -36,38 +36,71 @@ async fn policy_test_shows_the_ticket_decision() {
             "",
         ),
     );
-    let test = |from: &str, subject: &str, to: &str| {
+    // `client`: the SMTP client's address (the config's mynetworks are the default loopback
+    // ones); without it, an outside client, and nothing else verifies the sender here.
+    let test = |from: &str, subject: &str, to: &str, client: Option<&str>| {
         let mail = dir.join("mail.eml");
         std::fs::write(
             &mail,
             format!("From: {from}\nTo: {to}\nSubject: {subject}\nMessage-ID: <m@example.org>\n\nStill jammed.\n"),
         )
         .expect("mail");
-        let out = run(mailops(&file)
-            .args(["policy", "test", "--to", to])
-            .arg(&mail));
+        let mut command = mailops(&file);
+        command.args(["policy", "test", "--to", to]).arg(&mail);
+        if let Some(client) = client {
+            command.args(["--client", client]);
+        }
+        let out = run(&mut command);
         assert!(out.status.success(), "{}", describe(&out));
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     let reply = format!("Re: [Ticket #{ticket}] Printer jammed");
 
-    let text = test("bob@example.org", &reply, "help@tickets.example.com");
+    let text = test(
+        "bob@example.org",
+        &reply,
+        "help@tickets.example.com",
+        Some("127.0.0.1"),
+    );
     assert!(
         text.contains(&format!(
             "answers: ticket {ticket} (requester bob@example.org)"
-        )) && text.contains(&format!(
-            "decision: add a note by bob@example.org to ticket {ticket}"
-        )) && text.contains("notice: none (ticket_updated without [outbound])"),
+        )) && text.contains("sender: verified by mynetworks")
+            && text.contains(&format!(
+                "decision: add a note by bob@example.org to ticket {ticket}"
+            ))
+            && text.contains("notice: none (ticket_updated without [outbound])"),
         "{text}"
     );
-    let text = test("mallory@example.net", &reply, "help@tickets.example.com");
+    // The same reply from outside: anyone can write bob's address.
+    let text = test("bob@example.org", &reply, "help@tickets.example.com", None);
+    assert!(
+        text.contains(
+            "sender: not verified (spf=not checked dkim=not checked dmarc=not checked, client \
+             not in mynetworks)"
+        ) && text.contains(&format!(
+            "bob@example.org may not write to ticket {ticket}: taken as a new request"
+        )),
+        "{text}"
+    );
+    let text = test(
+        "mallory@example.net",
+        &reply,
+        "help@tickets.example.com",
+        Some("127.0.0.1"),
+    );
     assert!(
         text.contains(&format!(
             "mallory@example.net may not write to ticket {ticket}: taken as a new request"
         )) && text.contains("decision: open a ticket"),
         "{text}"
     );
-    let text = test("mallory@example.net", "Help", "reg@tickets.example.com");
+    let text = test(
+        "mallory@example.net",
+        "Help",
+        "reg@tickets.example.com",
+        Some("127.0.0.1"),
+    );
     assert!(
         text.contains("decision: refuse (mallory@example.net is not a registered user)"),
         "{text}"

@@ -6,6 +6,8 @@ use tokio::net::TcpStream;
 /// An LMTP connection.
 pub struct Client {
     stream: BufReader<TcpStream>,
+    /// Sent as XFORWARD ADDR in each transaction, as Postfix sends its SMTP client's.
+    client_addr: Option<String>,
 }
 
 impl Client {
@@ -14,10 +16,17 @@ impl Client {
         let stream = TcpStream::connect(addr).await.expect("connect");
         let mut c = Client {
             stream: BufReader::new(stream),
+            client_addr: None,
         };
         let greeting = c.reply().await;
         assert!(greeting.starts_with("220 "), "{greeting}");
         c
+    }
+
+    /// Says in each transaction that its mail came from the SMTP client at `addr`.
+    pub fn with_client(mut self, addr: &str) -> Client {
+        self.client_addr = Some(addr.to_owned());
+        self
     }
 
     /// Reads one (possibly multi-line) reply, lines joined with '\n'.
@@ -60,6 +69,10 @@ impl Client {
         assert!(lhlo.starts_with("250"), "{lhlo}");
         if let Some(ident) = xforward_ident {
             let r = self.command(&format!("XFORWARD IDENT={ident}")).await;
+            assert!(r.starts_with("250"), "{r}");
+        }
+        if let Some(addr) = self.client_addr.clone() {
+            let r = self.command(&format!("XFORWARD ADDR={addr}")).await;
             assert!(r.starts_with("250"), "{r}");
         }
         let r = self.command(&format!("MAIL FROM:<{from}>")).await;

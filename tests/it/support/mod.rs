@@ -13,3 +13,4 @@ pub mod postfix;
 pub mod serve;
 pub mod services;
 pub mod stack;
+pub mod verifier;

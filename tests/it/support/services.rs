@@ -25,6 +25,10 @@ pub enum Service {
     /// Private PostgreSQL clusters (initdb and the server run as the postgres user), which
     /// only root may start.
     Cluster,
+    /// Sender verification on loopback: rspamd (which drops to `_rspamd`, so only root may
+    /// start it), dnsmasq as the test domains' DNS server, dkimsign and openssl for signing
+    /// test mail.
+    Verifier,
 }
 
 /// What this machine offers the tests.
@@ -35,6 +39,7 @@ struct Machine {
     postfix: bool,
     dovecot: bool,
     initdb: bool,
+    verifier: bool,
 }
 
 impl Machine {
@@ -53,6 +58,11 @@ impl Machine {
                 && on_path("swaks"),
             dovecot: Path::new("/usr/sbin/dovecot").exists(),
             initdb: super::pgcluster::initdb_installed(),
+            verifier: ["/usr/bin/rspamd", "/usr/sbin/dnsmasq"]
+                .iter()
+                .all(|p| Path::new(p).exists())
+                && on_path("dkimsign")
+                && on_path("openssl"),
         })
     }
 
@@ -75,6 +85,12 @@ impl Machine {
                     (!self.initdb).then_some("PostgreSQL's server (Debian package postgresql)")
                 })
             }
+            Service::Verifier => as_root("root (rspamd starts as root)").or_else(|| {
+                (!self.verifier).then_some(
+                    "rspamd, dnsmasq, dkimsign and openssl (Debian packages rspamd, \
+                     dnsmasq-base, python3-dkim, openssl)",
+                )
+            }),
         }
     }
 }
@@ -149,13 +165,14 @@ mod tests {
             postfix: has("postfix"),
             dovecot: has("dovecot"),
             initdb: has("initdb"),
+            verifier: has("verifier"),
         }
     }
 
     #[test]
     fn each_service_names_what_is_missing() {
         use Service::*;
-        let cases: [(&[&str], Service, Option<&str>); 13] = [
+        let cases: [(&[&str], Service, Option<&str>); 15] = [
             (&[], Database, None),
             (&[], Postfix, None),
             (&[], Dovecot, None),
@@ -169,6 +186,8 @@ mod tests {
             (&["dovecot"], Dovecot, Some("dovecot-core")),
             (&["root"], Cluster, Some("root")),
             (&["initdb"], Cluster, Some("postgresql")),
+            (&["root"], Verifier, Some("root")),
+            (&["verifier"], Verifier, Some("rspamd")),
         ];
         for (missing, service, want) in cases {
             let got = lacking(missing).lacks(service);
