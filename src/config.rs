@@ -230,6 +230,10 @@ pub struct Postfix {
     pub data_directory: PathBuf,
     /// When set, Postfix logs to this file (through `postlogd`) instead of syslog.
     pub maillog_file: Option<PathBuf>,
+    /// Messages one SMTP client outside `mynetworks` may send per minute (Postfix's anvil);
+    /// 0: no limit.
+    #[serde(default = "default_client_message_rate_limit")]
+    pub client_message_rate_limit: u32,
 }
 
 /// `[outbound]`: how mailops sends mail (notices, probes) through the SMTP gateway.
@@ -374,6 +378,9 @@ fn default_public_suffix_list() -> PathBuf {
 }
 fn default_trust() -> Vec<Method> {
     vec![Method::Dmarc, Method::Mynetworks]
+}
+fn default_client_message_rate_limit() -> u32 {
+    120
 }
 fn default_queue_directory() -> PathBuf {
     "/var/spool/postfix-mailops".into()

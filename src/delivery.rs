@@ -19,7 +19,7 @@ use crate::route::{address_key, Route};
 use crate::state::{Current, State};
 use crate::store::{self, inbound};
 use crate::tickets::handle::{self as tickets, Outcome as TicketOutcome};
-use crate::{metrics, roundtrip};
+use crate::{expect, metrics, roundtrip};
 
 mod group;
 
@@ -381,10 +381,16 @@ impl Backend for Delivery {
         // Decided once for all of the message's event recipients.
         let mut decision = (has(Route::Event) && probe.is_none()).then(|| {
             let alert = Alert::new(&message, &envelope.mail_from).verified(&sender);
-            let decision = evaluate::evaluate(&state.events, &alert, self.settings.events);
+            let mut decision = evaluate::evaluate(&state.events, &alert, self.settings.events);
             for step in &decision.steps {
                 tracing::debug!(%step, "originator policy");
             }
+            let aligned = decision.aligned();
+            let now = jiff::Timestamp::now();
+            let reports = expect::evaluate::reports(&state.expects, &alert, aligned);
+            decision
+                .writes
+                .extend(reports.iter().map(|r| r.write(now, alert.subject)));
             decision
         });
         let writes = decision

@@ -13,6 +13,7 @@ pub mod config;
 pub mod delivery;
 pub mod envelope;
 pub mod events;
+pub mod expect;
 pub mod group;
 pub mod lmtp;
 pub mod message;

@@ -243,16 +243,26 @@ async fn policy(config: &Config, command: PolicyCommand) -> anyhow::Result<()> {
                 model.originators,
                 model.event_policies,
             );
-            for problem in problems {
+            let (expects, more) = mailops::expect::evaluate::Expects::new(model.expects);
+            for problem in problems.into_iter().chain(more) {
                 eprintln!("left out: {problem}");
             }
             let message = mailops::message::Message::parse(&raw);
             let sender = Verification::of(&message, &envelope, &verify);
+            let expected =
+                |alert: &mailops::events::evaluate::Alert<'_>,
+                 decision: &mailops::events::evaluate::Decision<'_>| {
+                    use mailops::expect::evaluate::{describe, reports};
+                    let reports = reports(&expects, alert, decision.aligned());
+                    let device = |id| compiled.device(id).map_or("?".into(), |d| d.name.clone());
+                    describe(&reports, device)
+                };
             let report = mailops::events::simulate::report(
                 &compiled,
                 &message,
                 &sender,
                 (&config.inbound).into(),
+                expected,
             );
             print!("{report}");
         }

@@ -121,6 +121,7 @@ pub fn render(config: &Config) -> Result<Vec<File>, Error> {
         .min(CONCURRENCY_LIMIT)
         .to_string();
     let message_size_limit = config.lmtp.max_message_size.to_string();
+    let client_message_rate_limit = p.client_message_rate_limit.to_string();
     let main = fill(
         MAIN_CF_IN,
         &[
@@ -136,6 +137,7 @@ pub fn render(config: &Config) -> Result<Vec<File>, Error> {
             ("concurrency_limit", &concurrency_limit),
             ("mynetworks", &mynetworks),
             ("message_size_limit", &message_size_limit),
+            ("client_message_rate_limit", &client_message_rate_limit),
             ("smtpd_tls_settings", &tls),
             ("verifier_settings", &verifier.main_cf),
         ],

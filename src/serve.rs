@@ -16,8 +16,8 @@ use crate::outbound::outbox;
 use crate::outbound::smtp::Settings;
 use crate::state::{self, Current};
 use crate::stop::{Stop, Stopper};
+use crate::{expect, roundtrip, route};
 use crate::{lmtp, postfix, store};
-use crate::{roundtrip, route};
 
 mod endpoint;
 
@@ -111,6 +111,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let r = &config.retention;
     let (raw, rows) = (Retention::age(r.raw_days), Retention::age(r.rows_days));
     background.spawn("retention", move |stop| retention(p, raw, rows, stop));
+    let (p, c) = (pool.clone(), current.clone());
+    background.spawn("expected mail", move |stop| expect::misses::run(p, c, stop));
     // No mail is taken before the policies are in memory.
     tokio::select! {
         _ = policies_loaded => {}

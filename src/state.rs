@@ -8,6 +8,7 @@ use deadpool_postgres::Pool;
 use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::AsyncMessage;
 
+use crate::expect::evaluate::Expects;
 use crate::roundtrip::model::RoundtripPolicy;
 use crate::roundtrip::token::Key;
 use crate::route::Router;
@@ -28,6 +29,8 @@ pub struct State {
     pub tickets: tickets::policies::Policies,
     /// The round-trip policies.
     pub roundtrips: Vec<RoundtripPolicy>,
+    /// The expected-mail policies.
+    pub expects: Expects,
     /// The key probe tokens are signed with (`None` until first loaded).
     pub key: Option<Key>,
 }
@@ -64,6 +67,10 @@ pub async fn load(pool: &Pool) -> Result<State, store::Error> {
         model.templates,
         model.ticket_policies,
     );
+    let (expects, problems) = Expects::new(model.expects);
+    for problem in problems {
+        tracing::warn!(%problem, "policy left out");
+    }
     tracing::info!(
         addresses = router.len(),
         devices = events.device_count(),
@@ -71,6 +78,7 @@ pub async fn load(pool: &Pool) -> Result<State, store::Error> {
         event_policies = events.event_policies().len(),
         ticket_policies = tickets.len(),
         roundtrip_policies = model.roundtrips.len(),
+        expect_policies = expects.len(),
         "policies loaded"
     );
     metrics::get().policies_loaded(&[
@@ -80,12 +88,14 @@ pub async fn load(pool: &Pool) -> Result<State, store::Error> {
         ("event_policies", events.event_policies().len()),
         ("ticket_policies", tickets.len()),
         ("roundtrip_policies", model.roundtrips.len()),
+        ("expect_policies", expects.len()),
     ]);
     Ok(State {
         router,
         events,
         tickets,
         roundtrips: model.roundtrips,
+        expects,
         key: Some(key),
     })
 }

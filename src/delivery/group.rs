@@ -218,7 +218,7 @@ fn lock_order(copy: &Copy) -> Option<(i64, i64, &str)> {
             key,
             ..
         } => Some((*device_id, *event_policy_id, key.as_deref().unwrap_or(""))),
-        Write::DeviceLog { .. } | Write::SystemLog { .. } => None,
+        Write::DeviceLog { .. } | Write::SystemLog { .. } | Write::Report { .. } => None,
     })
 }
 

@@ -155,6 +155,23 @@ pub enum Write {
         /// Why (`cleared by <policy>`).
         reason: String,
     },
+    /// A report to an expected-mail policy ([`crate::expect`]): its state moves on, the
+    /// report is recorded, and a failure raises (or repeats) the policy's event on its device,
+    /// a success clears it.
+    Report {
+        /// The expected-mail policy.
+        expect_policy_id: i64,
+        /// Its device.
+        device_id: i64,
+        /// `success`, `failure` or `started`.
+        outcome: &'static str,
+        /// The next report's deadline (none for a start mail).
+        due: Option<std::time::SystemTime>,
+        /// The event's severity.
+        severity: Severity,
+        /// The event's message, for a failure.
+        message: String,
+    },
 }
 
 /// When a raise first clears the active event with the same device, policy and key.
@@ -311,6 +328,15 @@ pub struct Decision<'a> {
     pub suppressed_by: Option<&'a str>,
     /// What to write, in order.
     pub writes: Vec<Write>,
+}
+
+impl<'a> Decision<'a> {
+    /// The device the mail is about and the name of the originator policy that aligned it
+    /// (when it has one); `None` when no originator yielded a device.
+    pub fn aligned(&self) -> Option<(i64, Option<&'a str>)> {
+        let device = self.device?;
+        Some((device.id, self.originator.and_then(|o| o.name.as_deref())))
+    }
 }
 
 /// How many events `writes` raise or count.

@@ -101,7 +101,8 @@ pub enum Matcher {
 }
 
 impl Matcher {
-    fn new(logic: MatchLogic, pattern: &str) -> Result<Matcher, String> {
+    /// Compiles `pattern` as `logic` says (a regex with the size limits of every policy regex).
+    pub fn new(logic: MatchLogic, pattern: &str) -> Result<Matcher, String> {
         Ok(match logic {
             MatchLogic::Text => Matcher::Text(pattern.to_owned()),
             MatchLogic::Regex => Matcher::Regex(compile_regex(pattern)?),

@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use super::evaluate::{evaluate, Alert, Outcome, Raised, Settings, Tried, Write};
+use super::evaluate::{evaluate, Alert, Decision, Outcome, Raised, Settings, Tried, Write};
 use super::policies::Policies;
 use crate::auth::Verification;
 use crate::message::Message;
@@ -11,12 +11,14 @@ use crate::message::Message;
 /// the device chosen and the captures, each event policy whose first match string matched and
 /// what became of it (scope, second match, suppression, key and severity), and the rows that
 /// would be written. The envelope sender is taken from `Return-Path`, else `From`; `sender` is
-/// what was verified about it.
+/// what was verified about it. `more` says what else the mail does (expected mail), before
+/// the rows.
 pub fn report(
     policies: &Policies,
     message: &Message,
     sender: &Verification,
     settings: Settings,
+    more: impl FnOnce(&Alert<'_>, &Decision<'_>) -> (String, Vec<String>),
 ) -> String {
     let return_path = message.header("Return-Path");
     let envelope_from = return_path
@@ -92,10 +94,15 @@ pub fn report(
             let _ = writeln!(out, "  {}: {why}", t.policy.name);
         }
     }
+    let (text, rows) = more(&alert, &decision);
+    out += &text;
     let _ = writeln!(out, "\nrows that would be written:");
     let _ = writeln!(out, "  inbound_messages: the message, once per recipient");
     for write in &decision.writes {
         let _ = writeln!(out, "  {}", describe(policies, write));
+    }
+    for row in rows {
+        let _ = writeln!(out, "  {row}");
     }
     out
 }
@@ -203,12 +210,23 @@ fn describe(policies: &Policies, write: &Write) -> String {
             with_key(key.as_deref()),
             device(*device_id)
         ),
+        // Expected-mail reports are described where they are decided (`more`).
+        Write::Report {
+            expect_policy_id,
+            outcome,
+            ..
+        } => format!("expect_reports: policy {expect_policy_id}: {outcome}"),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Nothing more than the events decision.
+    fn none(_: &Alert<'_>, _: &Decision<'_>) -> (String, Vec<String>) {
+        Default::default()
+    }
     use crate::events::model::{
         Alignment, Device, EventPolicy, MatchLogic, Originator, PatternType, RegexType,
         RequireAuth, Severity,
@@ -277,7 +295,8 @@ mod tests {
                 &policies,
                 &message,
                 &Verification::default(),
-                Settings::default()
+                Settings::default(),
+                none
             ),
             "from:    ups@example.com
 subject: \"UPS ups1 power\"
@@ -306,6 +325,7 @@ rows that would be written:
             &stranger,
             &Verification::default(),
             Settings::default(),
+            none,
         );
         assert!(text.contains("device: none"), "{text}");
         assert!(

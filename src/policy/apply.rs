@@ -5,9 +5,11 @@ use std::collections::HashMap;
 use deadpool_postgres::Pool;
 use tokio_postgres::Transaction;
 
+use super::file::DEFAULT_TIMEZONE;
 use super::plan::{self, Existing, Op};
 use super::{Error, PolicyFile, Summary};
 use crate::config::Inbound;
+use crate::expect::model::{Every, From};
 use crate::store;
 
 /// Key of the advisory lock that serialises applies ("policy" in ASCII); `migrate` uses another.
@@ -16,15 +18,16 @@ const LOCK_KEY: i64 = 0x0000_706f_6c69_6379;
 /// How to apply a file.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Options {
-    /// Also delete the policies (round trips included), devices, users, queues and templates the
-    /// file does not have.
+    /// Also delete the policies (round trips and expected mail included), devices, users, queues
+    /// and templates the file does not have.
     pub prune: bool,
     /// Make the writes, then roll them back: checks everything, changes nothing.
     pub dry_run: bool,
 }
 
 /// Makes the database's policies (devices, originator and event policies, users, queues, ticket
-/// templates and policies, round-trip policies) what `file` says, in one transaction, writing only rows that differ.
+/// templates and policies, round-trip and expected-mail policies) what `file` says, in one
+/// transaction, writing only rows that differ.
 /// Every problem (the file's own, ticket policy destinations mail cannot reach under `inbound`,
 /// and references or ids that clash with the database) is returned at once, and then nothing is
 /// written.
@@ -401,6 +404,61 @@ async fn write(tx: &Transaction<'_>, ops: &[Op]) -> Result<(), tokio_postgres::E
                         &r.enabled,
                         &r.body,
                         &r.severity.as_str(),
+                    ],
+                )
+                .await?;
+            }
+            Op::InsertExpect(e) | Op::UpdateExpect(e) => {
+                // Both by name (the key): one list of parameters serves both.
+                let sql = if matches!(op, Op::InsertExpect(_)) {
+                    "INSERT INTO expect_policies
+                         (name, device_id, sender, originator, match_in, match_logic, match,
+                          every_s, cron, timezone, grace_s, severity, failure, success,
+                          default_outcome, start_match)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,
+                             $16)"
+                } else {
+                    "UPDATE expect_policies
+                     SET device_id = $2, sender = $3, originator = $4, match_in = $5,
+                         match_logic = $6, match = $7, every_s = $8, cron = $9, timezone = $10,
+                         grace_s = $11, severity = $12, failure = $13, success = $14,
+                         default_outcome = $15, start_match = $16
+                     WHERE name = $1
+                       AND (device_id, sender, originator, match_in, match_logic, match, every_s,
+                            cron, timezone, grace_s, severity, failure, success, default_outcome,
+                            start_match)
+                           IS DISTINCT FROM ($2::bigint, $3::text, $4::text, $5::text, $6::text,
+                                             $7::text, $8::integer, $9::text, $10::text,
+                                             $11::integer, $12::text, $13::text[], $14::text[],
+                                             $15::text, $16::text)"
+                };
+                let (sender, originator) = match &e.from {
+                    From::Sender(address) => (Some(address), None),
+                    From::Originator(name) => (None, Some(name)),
+                };
+                let (every_s, cron, timezone) = match &e.every {
+                    Every::Seconds(s) => (Some(*s), None, DEFAULT_TIMEZONE),
+                    Every::Cron { expr, timezone } => (None, Some(expr), timezone.as_str()),
+                };
+                tx.execute(
+                    sql,
+                    &[
+                        &e.name,
+                        &real(&devices, e.device_id),
+                        &sender,
+                        &originator,
+                        &e.match_in.as_str(),
+                        &e.match_logic.as_str(),
+                        &e.matches,
+                        &every_s,
+                        &cron,
+                        &timezone,
+                        &e.grace_s,
+                        &e.severity.as_str(),
+                        &e.failure,
+                        &e.success,
+                        &e.default_outcome.as_str(),
+                        &e.start,
                     ],
                 )
                 .await?;

@@ -21,11 +21,12 @@ pub(crate) enum Kind {
     TicketTemplate,
     TicketPolicy,
     Roundtrip,
+    Expect,
 }
 
 impl Kind {
     /// Every kind, in file format order.
-    pub(crate) const ALL: [Kind; 8] = [
+    pub(crate) const ALL: [Kind; 9] = [
         Kind::Device,
         Kind::Originator,
         Kind::EventPolicy,
@@ -34,6 +35,7 @@ impl Kind {
         Kind::TicketTemplate,
         Kind::TicketPolicy,
         Kind::Roundtrip,
+        Kind::Expect,
     ];
 
     /// The array's name in the file.
@@ -47,6 +49,7 @@ impl Kind {
             Kind::TicketTemplate => "ticket_template",
             Kind::TicketPolicy => "ticket_policy",
             Kind::Roundtrip => "roundtrip",
+            Kind::Expect => "expect",
         }
     }
 
@@ -194,6 +197,7 @@ impl Labels {
             &keys(&file.ticket_policies, |e| &e.name),
         );
         labels.add(Kind::Roundtrip, &keys(&file.roundtrips, |e| &e.name));
+        labels.add(Kind::Expect, &keys(&file.expects, |e| &e.name));
         labels
     }
 
@@ -500,7 +504,7 @@ pub(super) fn positive_seconds(seconds: i32, field: &str, at: &mut impl FnMut(St
 }
 
 /// Indents the continuation lines of a multi-line message (regex errors draw a caret).
-fn indent(message: &str) -> String {
+pub(super) fn indent(message: &str) -> String {
     message.trim_end().replace('\n', "\n      ")
 }
 

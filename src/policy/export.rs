@@ -5,10 +5,12 @@ use std::collections::HashMap;
 use deadpool_postgres::Pool;
 
 use super::file::{
-    DeviceEntry, EventPolicyEntry, OriginatorEntry, QueueEntry, RoundtripEntry, TicketPolicyEntry,
-    TicketTemplateEntry, UserEntry,
+    DeviceEntry, EventPolicyEntry, ExpectEntry, OriginatorEntry, QueueEntry, RoundtripEntry,
+    TicketPolicyEntry, TicketTemplateEntry, UserEntry, DEFAULT_TIMEZONE,
 };
 use super::{load, Model, PolicyFile};
+use crate::expect::model::{Every, ExpectPolicy, From};
+use crate::expect::schedule::format_duration;
 use crate::store;
 
 /// The line every export starts with.
@@ -26,7 +28,8 @@ pub async fn export(pool: &Pool) -> Result<String, store::Error> {
 impl PolicyFile {
     /// The file that declares `model`, entries in the model's order (originators in the order
     /// they are tried, the others by id), every device's id pinned, references by name (queue
-    /// members by email), optional keys left out when unset.
+    /// members by email), optional keys left out when unset (and, for expected mail, when
+    /// they have their default value).
     pub fn from_model(model: &Model) -> PolicyFile {
         fn names<T>(rows: &[T], id_name: impl Fn(&T) -> (i64, &str)) -> HashMap<i64, &str> {
             rows.iter().map(id_name).collect()
@@ -157,6 +160,49 @@ impl PolicyFile {
                     severity: r.severity,
                 })
                 .collect(),
+            expects: model
+                .expects
+                .iter()
+                .map(|e| {
+                    // Not found, it is left empty: applying the export reports it.
+                    let device = name(&devices, Some(e.device_id)).unwrap_or_default();
+                    expect_entry(e, device)
+                })
+                .collect(),
         }
+    }
+}
+
+/// The `[[expect]]` that declares `e`, about the device named `device`: defaults left out,
+/// durations as `parse_duration` reads them.
+fn expect_entry(e: &ExpectPolicy, device: String) -> ExpectEntry {
+    let (sender, originator) = match &e.from {
+        From::Sender(address) => (Some(address.clone()), None),
+        From::Originator(name) => (None, Some(name.clone())),
+    };
+    let (every, cron, timezone) = match &e.every {
+        Every::Seconds(s) => (Some(format_duration(*s)), None, None),
+        Every::Cron { expr, timezone } => {
+            let timezone = (timezone != DEFAULT_TIMEZONE).then(|| timezone.clone());
+            (None, Some(expr.clone()), timezone)
+        }
+    };
+    ExpectEntry {
+        name: e.name.clone(),
+        device,
+        sender,
+        originator,
+        matches: e.matches.clone(),
+        match_logic: e.match_logic,
+        match_in: e.match_in,
+        every,
+        cron,
+        timezone,
+        grace: (e.grace_s != 0).then(|| format_duration(e.grace_s)),
+        severity: e.severity,
+        failure: e.failure.clone(),
+        success: e.success.clone(),
+        default_outcome: e.default_outcome,
+        start: e.start.clone(),
     }
 }

@@ -7,18 +7,21 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 
 use super::check::{check, Labels, Problems};
+use super::expect_checks::check_expects;
 use super::roundtrip_checks::check_roundtrips;
 use super::ticket_checks::{check_destinations, check_tickets};
 use crate::config::Inbound;
 use crate::events::model::{
     Action, Alignment, MatchIn, MatchLogic, PatternType, RegexType, RequireAuth, Severity,
 };
+use crate::expect::model::Outcome;
 #[cfg(doc)]
 use crate::route::address_key;
 use crate::tickets::model::{Access, Status};
 
 /// A policy file: its arrays (`[[device]]`, `[[originator]]`, `[[event_policy]]`, `[[user]]`,
-/// `[[queue]]`, `[[ticket_template]]`, `[[ticket_policy]]`, `[[roundtrip]]`), each in file order.
+/// `[[queue]]`, `[[ticket_template]]`, `[[ticket_policy]]`, `[[roundtrip]]`, `[[expect]]`), each
+/// in file order.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct PolicyFile {
     /// `[[device]]`
@@ -45,6 +48,9 @@ pub struct PolicyFile {
     /// `[[roundtrip]]`
     #[serde(rename = "roundtrip", skip_serializing_if = "Vec::is_empty")]
     pub roundtrips: Vec<RoundtripEntry>,
+    /// `[[expect]]`
+    #[serde(rename = "expect", skip_serializing_if = "Vec::is_empty")]
+    pub expects: Vec<ExpectEntry>,
 }
 
 /// One `[[device]]`, keyed by `name`.
@@ -401,6 +407,89 @@ fn default_severity() -> Severity {
     Severity::Major
 }
 
+/// One `[[expect]]`, keyed by `name`: a report expected on a schedule from a sender (or through
+/// an originator) about a device. Durations are written as `parse_duration` reads them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExpectEntry {
+    /// Unique name.
+    pub name: String,
+    /// The name of the device the reports are about, where a miss or a failure raises its event.
+    pub device: String,
+    /// The reports' From: an address, `*@domain`, `local@*` or `*@*` (stored lower case); or
+    /// `originator`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sender: Option<String>,
+    /// The name of the `[[originator]]` whose aligned mail the reports are; or `sender`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub originator: Option<String>,
+    /// What a report's text must match; any mail from the sender when absent.
+    #[serde(rename = "match", skip_serializing_if = "Option::is_none")]
+    pub matches: Option<String>,
+    /// Text (when absent) or regex, for `match`, `failure`, `success` and `start`.
+    #[serde(default, skip_serializing_if = "is_text")]
+    pub match_logic: MatchLogic,
+    /// What the match strings are tried on; `subject_and_body` when absent.
+    #[serde(
+        default = "default_expect_match_in",
+        skip_serializing_if = "is_subject_and_body"
+    )]
+    pub match_in: MatchIn,
+    /// The period: a duration (`24h`); or `cron`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub every: Option<String>,
+    /// A cron expression (minute hour day-of-month month day-of-week); or `every`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cron: Option<String>,
+    /// The cron expression's time zone (an IANA name); [`DEFAULT_TIMEZONE`] when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
+    /// How late a report may be (a duration); none when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grace: Option<String>,
+    /// The severity of the event a miss or a failure raises.
+    pub severity: Severity,
+    /// A report matching any of these is a failure (tried first).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failure: Vec<String>,
+    /// A report matching any of these (and no failure) is a success.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub success: Vec<String>,
+    /// What a report matching neither list is; `success` when absent.
+    #[serde(
+        rename = "default",
+        default = "default_outcome",
+        skip_serializing_if = "is_success"
+    )]
+    pub default_outcome: Outcome,
+    /// What a start mail (from the same sender) matches: the report after it records the job's
+    /// duration.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start: Option<String>,
+}
+
+/// The time zone of an expected-mail policy's cron expression when it names none.
+pub const DEFAULT_TIMEZONE: &str = "UTC";
+
+fn is_text(logic: &MatchLogic) -> bool {
+    *logic == MatchLogic::Text
+}
+
+fn default_expect_match_in() -> MatchIn {
+    MatchIn::SubjectAndBody
+}
+
+fn is_subject_and_body(match_in: &MatchIn) -> bool {
+    *match_in == MatchIn::SubjectAndBody
+}
+
+fn default_outcome() -> Outcome {
+    Outcome::Success
+}
+
+fn is_success(outcome: &Outcome) -> bool {
+    *outcome == Outcome::Success
+}
+
 impl PolicyFile {
     /// Every problem [`PolicyFile::parse`] would find in this file's values (for files built in
     /// code); empty when it is valid.
@@ -444,6 +533,7 @@ pub(crate) struct Entries {
     pub ticket_templates: Vec<(usize, TicketTemplateEntry)>,
     pub ticket_policies: Vec<(usize, TicketPolicyEntry)>,
     pub roundtrips: Vec<(usize, RoundtripEntry)>,
+    pub expects: Vec<(usize, ExpectEntry)>,
 }
 
 impl Entries {
@@ -460,6 +550,7 @@ impl Entries {
             ticket_templates: indexed(&file.ticket_templates),
             ticket_policies: indexed(&file.ticket_policies),
             roundtrips: indexed(&file.roundtrips),
+            expects: indexed(&file.expects),
         }
     }
 
@@ -476,6 +567,7 @@ impl Entries {
             ticket_templates: only(self.ticket_templates),
             ticket_policies: only(self.ticket_policies),
             roundtrips: only(self.roundtrips),
+            expects: only(self.expects),
         }
     }
 
@@ -484,9 +576,10 @@ impl Entries {
         check(self, problems);
         check_tickets(self, problems);
         check_roundtrips(self, problems);
+        check_expects(self, problems);
     }
 }
 
 #[cfg(test)]
 #[path = "file_tests.rs"]
-mod tests;
+pub(crate) mod tests;

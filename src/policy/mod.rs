@@ -1,14 +1,17 @@
 //! Policies as operators declare them: the policy file, `policy apply` and `policy export`.
 //!
 //! [`file`](mod@file) reads and writes the TOML format and `check` (events), `ticket_checks`
-//! (tickets) and `roundtrip_checks` (round trips) check its values; `plan` (with `ticket_plan`
-//! and `roundtrip_plan`) decides, without I/O, what applying a file changes, and `offline` makes
-//! those changes in memory (the [`Model`] a file declares on its own, for the simulator);
-//! [`apply()`] makes them in one transaction; [`export()`] writes the database's policies back out in the same format.
+//! (tickets), `roundtrip_checks` (round trips) and `expect_checks` (expected mail) check its
+//! values; `plan` (with `ticket_plan`, `roundtrip_plan` and `expect_plan`) decides, without I/O,
+//! what applying a file changes, and `offline` makes those changes in memory (the [`Model`] a
+//! file declares on its own, for the simulator); [`apply()`] makes them in one transaction;
+//! [`export()`] writes the database's policies back out in the same format.
 //! `serve` reads the policies with [`load`] (that is [`crate::store::policies::load`]).
 
 pub mod apply;
 mod check;
+mod expect_checks;
+mod expect_plan;
 pub mod export;
 pub mod file;
 mod offline;

@@ -7,6 +7,7 @@ use super::file::PolicyFile;
 use super::plan::{plan, Existing, Op, Plan, Table};
 use super::Model;
 use crate::events::model::{Device, EventPolicy, Originator};
+use crate::expect::model::ExpectPolicy;
 use crate::roundtrip::model::RoundtripPolicy;
 use crate::tickets::model::{Queue, Template, TicketPolicy, User};
 
@@ -96,6 +97,7 @@ impl Plan {
                 }
                 Op::Delete(Table::Devices, ids) => m.devices.retain(|d| !ids.contains(&d.id)),
                 Op::Delete(Table::Roundtrips, ids) => m.roundtrips.retain(|r| !ids.contains(&r.id)),
+                Op::Delete(Table::Expects, ids) => m.expects.retain(|e| !ids.contains(&e.id)),
                 Op::InsertUser(u) => {
                     let id = next(m.users.iter().map(|u| u.id));
                     users.insert(u.id, id);
@@ -157,6 +159,14 @@ impl Plan {
                     };
                     let with_id = |r, id| RoundtripPolicy { id, ..r };
                     upsert(&mut m.roundtrips, want, |r| r.id, with_id);
+                }
+                Op::InsertExpect(e) | Op::UpdateExpect(e) => {
+                    let want = ExpectPolicy {
+                        device_id: real(&devices, e.device_id),
+                        ..e.clone()
+                    };
+                    let with_id = |e, id| ExpectPolicy { id, ..e };
+                    upsert(&mut m.expects, want, |e| e.id, with_id);
                 }
                 Op::Delete(Table::TicketPolicies, ids) => {
                     m.ticket_policies.retain(|p| !ids.contains(&p.id))

@@ -5,6 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::hash::Hash;
 
 use super::check::{Kind, Labels, OriginatorKey, Problems};
+use super::expect_plan::plan_expects;
 use super::file::{EventPolicyEntry, PolicyFile};
 use super::roundtrip_plan::plan_roundtrips;
 use super::summary::{Counts, Summary};
@@ -15,6 +16,7 @@ use crate::events::model::{
 };
 use crate::events::policies::scope_names;
 use crate::events::template::Template as MessageTemplate;
+use crate::expect::model::ExpectPolicy;
 use crate::roundtrip::model::RoundtripPolicy;
 use crate::route::address_key;
 use crate::tickets::model::{Queue, Template, TicketPolicy, User};
@@ -30,7 +32,7 @@ pub(crate) struct Existing {
 
 /// One write. Ids of rows this plan creates are provisional (negative) until they are inserted;
 /// references to them (`default_device_id`, `clears_ids`, member, queue and template ids) use
-/// the provisional id too (and so does a round trip's `device_id`).
+/// the provisional id too (and so do a round trip's and an expected-mail policy's `device_id`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Op {
     /// A new device: its pinned id when positive, else one the database assigns.
@@ -74,6 +76,10 @@ pub(crate) enum Op {
     InsertRoundtrip(RoundtripPolicy),
     /// Every column of the round-trip policy with this id.
     UpdateRoundtrip(RoundtripPolicy),
+    /// A new expected-mail policy.
+    InsertExpect(ExpectPolicy),
+    /// Every column of the expected-mail policy with this id.
+    UpdateExpect(ExpectPolicy),
     /// Rows of this table `--prune` removes, by id.
     Delete(Table, Vec<i64>),
 }
@@ -88,6 +94,9 @@ pub(crate) enum Table {
     /// `roundtrip_policies`, with their schedule and probes; deleted before `devices`, which
     /// they keep from being deleted (ON DELETE RESTRICT).
     Roundtrips,
+    /// `expect_policies`, with their state and reports (their events stay); deleted before
+    /// `devices`, which they keep from being deleted (ON DELETE RESTRICT).
+    Expects,
     /// `devices`, with their events and device logs.
     Devices,
     /// `ticket_policies`: deleted before the other ticket writes, freeing their destinations.
@@ -107,6 +116,7 @@ impl Table {
             Table::EventPolicies => "event_policies",
             Table::Originators => "originator_policies",
             Table::Roundtrips => "roundtrip_policies",
+            Table::Expects => "expect_policies",
             Table::Devices => "devices",
             Table::TicketPolicies => "ticket_policies",
             Table::Templates => "ticket_templates",
@@ -215,6 +225,7 @@ pub(crate) fn plan(
     plan_originators(file, db, &devices, &mut plan, &mut problems);
     plan_event_policies(file, db, &devices, &mut plan, &mut problems);
     plan_roundtrips(file, db, &devices, &mut plan, &mut problems);
+    plan_expects(file, db, &devices, &mut plan, &mut problems);
     if prune {
         plan_prune(file, db, &mut plan);
     }
@@ -622,8 +633,8 @@ fn capture_names(pattern: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// With `--prune`: event policies, originators, round-trip policies, then devices the file does
-/// not have.
+/// With `--prune`: event policies, originators, round-trip and expected-mail policies, then
+/// devices the file does not have.
 fn plan_prune(file: &PolicyFile, db: &Existing, plan: &mut Plan) {
     // The unnamed originators a named entry takes over are kept too.
     let taken_over: HashSet<i64> = plan
@@ -646,6 +657,7 @@ fn plan_prune(file: &PolicyFile, db: &Existing, plan: &mut Plan) {
         .map(|o| OriginatorKey::of(o.name.as_deref(), &o.address))
         .collect();
     let roundtrips: HashSet<&str> = file.roundtrips.iter().map(|r| r.name.as_str()).collect();
+    let expects: HashSet<&str> = file.expects.iter().map(|e| e.name.as_str()).collect();
     let devices: HashSet<&str> = file.devices.iter().map(|d| d.name.as_str()).collect();
     let deletes = [
         delete(
@@ -671,6 +683,13 @@ fn plan_prune(file: &PolicyFile, db: &Existing, plan: &mut Plan) {
             |r| roundtrips.contains(r.name.as_str()),
             &mut s.roundtrips,
             Table::Roundtrips,
+        ),
+        delete(
+            &m.expects,
+            |e| e.id,
+            |e| expects.contains(e.name.as_str()),
+            &mut s.expects,
+            Table::Expects,
         ),
         delete(
             &m.devices,

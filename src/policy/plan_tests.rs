@@ -1,11 +1,13 @@
 //! Unit tests of planning a policy file against the database's state, by topic: the offline
 //! model (`offline`), changes against what is there (`changes`), references to what only the
-//! database has (`references`), `--prune` (`prune`), the events entries of issue 15 (`keys`).
-//! Here: what they share.
+//! database has (`references`), `--prune` (`prune`), the events entries of issue 15 (`keys`),
+//! expected mail (`expect`). Here: what they share.
 
 // Loaded with #[path] from plan.rs, so its modules are named by path too.
 #[path = "plan_tests/changes.rs"]
 mod changes;
+#[path = "plan_tests/expect.rs"]
+mod expect;
 #[path = "plan_tests/keys.rs"]
 mod keys;
 #[path = "plan_tests/offline.rs"]

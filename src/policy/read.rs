@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 
 use super::check::{Kind, Labels, OriginatorKey, Problems};
 use super::file::{
-    DeviceEntry, Entries, EventPolicyEntry, OriginatorEntry, PolicyFile, QueueEntry,
+    DeviceEntry, Entries, EventPolicyEntry, ExpectEntry, OriginatorEntry, PolicyFile, QueueEntry,
     RoundtripEntry, TicketPolicyEntry, TicketTemplateEntry, UserEntry,
 };
 use super::packs;
@@ -147,6 +147,7 @@ fn entries(mut table: toml::Table) -> Result<PolicyFile, Vec<String>> {
         ticket_templates: array(&mut table, p, l),
         ticket_policies: array(&mut table, p, l),
         roundtrips: array(&mut table, p, l),
+        expects: array(&mut table, p, l),
     };
     for (key, value) in &table {
         if value.is_array() {
@@ -243,6 +244,7 @@ impl Merged {
         to.place(&mut f.roundtrips, file.roundtrips, Kind::Roundtrip, |e| {
             &e.name
         });
+        to.place(&mut f.expects, file.expects, Kind::Expect, |e| &e.name);
     }
 }
 
@@ -385,6 +387,12 @@ impl Entry for RoundtripEntry {
     const KIND: Kind = Kind::Roundtrip;
     const STAND_INS: &'static [(&'static str, &'static str)] =
         &[("name", ""), ("device", ""), ("send_to", ""), ("from", "")];
+}
+
+impl Entry for ExpectEntry {
+    const KIND: Kind = Kind::Expect;
+    const STAND_INS: &'static [(&'static str, &'static str)] =
+        &[("name", ""), ("device", ""), ("severity", "notice")];
 }
 
 /// Deserializes one entry, reporting every unknown key, every missing key and every value of

@@ -34,6 +34,8 @@ pub struct Summary {
     pub ticket_policies: Counts,
     /// `roundtrip_policies`
     pub roundtrips: Counts,
+    /// `expect_policies`
+    pub expects: Counts,
 }
 
 impl Summary {
@@ -45,7 +47,7 @@ impl Summary {
     }
 
     /// Each table's counts, with the name the summary gives it.
-    fn tables(&self) -> [(&'static str, Counts); 8] {
+    fn tables(&self) -> [(&'static str, Counts); 9] {
         [
             ("devices", self.devices),
             ("originators", self.originators),
@@ -55,6 +57,7 @@ impl Summary {
             ("ticket templates", self.ticket_templates),
             ("ticket policies", self.ticket_policies),
             ("round-trip policies", self.roundtrips),
+            ("expected-mail policies", self.expects),
         ]
     }
 }

@@ -123,6 +123,8 @@ fn authorized_domains_go_to_mailops_and_unknown_recipients_get_550() {
         ("unknown_virtual_mailbox_reject_code", "550"),
         ("enable_long_queue_ids", "yes"),
         ("message_size_limit", "10485760"),
+        ("smtpd_client_message_rate_limit", "120"),
+        ("anvil_rate_time_unit", "60s"),
         ("mailops_destination_recipient_limit", "200"),
         ("mailops_destination_concurrency_limit", "20"),
         ("myhostname", "mon.example.com"),

@@ -25,8 +25,13 @@ impl Tally {
 
     /// Counts the events the rows (each an event's `severity`) say were cleared.
     fn cleared(&self, rows: &[Row]) -> u64 {
+        self.cleared_at(rows, 0)
+    }
+
+    /// Counts the events the rows (each an event's `severity` in `column`) say were cleared.
+    fn cleared_at(&self, rows: &[Row], column: usize) -> u64 {
         for row in rows {
-            if let Ok(severity) = row.get::<_, &str>(0).parse() {
+            if let Ok(severity) = row.get::<_, &str>(column).parse() {
                 Tally::add(&self.cleared, severity, 1);
             }
         }
@@ -62,6 +67,7 @@ pub struct Statements {
     close: Statement,
     raise: Statement,
     clear: Statement,
+    report: Statement,
 }
 
 impl Statements {
@@ -124,6 +130,65 @@ impl Statements {
                      WHERE device_id = $2 AND event_policy_id = $3 AND state = 'active'
                        AND ($5::text IS NULL OR key = $5) AND {OWNS_KEY}
                      RETURNING severity"
+                ))
+                .await?,
+            // A report to an expected-mail policy ($2, on device $5): its state moves on (a
+            // start mail only notes when the job started), the report is recorded with the
+            // job's duration from its start mail, and a failure raises (or repeats) the
+            // policy's event, a success clears it. Returns the events raised or cleared, each
+            // as (`raised` or `cleared`, severity).
+            report: client
+                .prepare_cached(&format!(
+                    "WITH owns AS (SELECT 1 WHERE {OWNS_KEY}),
+                     before AS (SELECT started_at FROM expect_state WHERE expect_policy_id = $2),
+                     state AS (
+                         INSERT INTO expect_state AS s (expect_policy_id, due_at, last_seen_at,
+                             last_outcome, started_at)
+                         SELECT $2, coalesce($4, now()),
+                                CASE WHEN $3 <> 'started' THEN now() END,
+                                CASE WHEN $3 <> 'started' THEN $3 END,
+                                CASE WHEN $3 = 'started' THEN now() END
+                         FROM owns
+                         ON CONFLICT (expect_policy_id) DO UPDATE SET
+                             due_at = coalesce($4, s.due_at),
+                             last_seen_at = coalesce(excluded.last_seen_at, s.last_seen_at),
+                             last_outcome = coalesce(excluded.last_outcome, s.last_outcome),
+                             consecutive_misses = CASE WHEN $3 = 'started'
+                                 THEN s.consecutive_misses ELSE 0 END,
+                             started_at = excluded.started_at
+                         RETURNING 1
+                     ),
+                     report AS (
+                         INSERT INTO expect_reports (expect_policy_id, outcome, duration_ms,
+                             inbound_message_id)
+                         SELECT $2, $3,
+                                CASE WHEN $3 <> 'started' THEN
+                                    (extract(epoch FROM now() - b.started_at) * 1000)::bigint END,
+                                currval('inbound_messages_id_seq')
+                         FROM owns LEFT JOIN before b ON true
+                         RETURNING 1
+                     ),
+                     raised AS (
+                         INSERT INTO events (device_id, expect_policy_id, severity, message,
+                             inbound_message_id)
+                         SELECT $5, $2, $6, $7, currval('inbound_messages_id_seq')
+                         FROM owns WHERE $3 = 'failure'
+                         ON CONFLICT (device_id, expect_policy_id)
+                             WHERE state = 'active' AND expect_policy_id IS NOT NULL
+                         DO UPDATE SET count = events.count + 1, last_seen = now(),
+                             severity = excluded.severity, message = excluded.message,
+                             inbound_message_id = excluded.inbound_message_id
+                         RETURNING severity
+                     ),
+                     cleared AS (
+                         UPDATE events SET state = 'cleared', cleared_at = now(),
+                             cleared_reason = 'a successful report'
+                         WHERE device_id = $5 AND expect_policy_id = $2 AND state = 'active'
+                           AND $3 = 'success' AND EXISTS (SELECT 1 FROM owns)
+                         RETURNING severity
+                     )
+                     SELECT 'raised', severity FROM raised
+                     UNION ALL SELECT 'cleared', severity FROM cleared"
                 ))
                 .await?,
         })
@@ -221,6 +286,34 @@ pub fn pending<'a>(
                     )
                     .await
                     .map(|rows| tally.cleared(&rows))
+            })),
+            Write::Report {
+                expect_policy_id,
+                device_id,
+                outcome,
+                due,
+                severity,
+                message,
+            } => pending.push(Box::pin(async move {
+                let rows = client
+                    .query(
+                        &st.report,
+                        &[
+                            &key,
+                            expect_policy_id,
+                            outcome,
+                            due,
+                            device_id,
+                            &severity.as_str(),
+                            message,
+                        ],
+                    )
+                    .await?;
+                let (raised, cleared): (Vec<Row>, Vec<Row>) = rows
+                    .into_iter()
+                    .partition(|r| r.get::<_, &str>(0) == "raised");
+                Tally::add(&tally.raised, *severity, raised.len() as u64);
+                Ok(raised.len() as u64 + tally.cleared_at(&cleared, 1))
             })),
         }
     }

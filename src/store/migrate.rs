@@ -56,6 +56,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0010_sender_trust.sql",
         include_str!("../../sql/0010_sender_trust.sql"),
     ),
+    (
+        11,
+        "0011_expected_mail.sql",
+        include_str!("../../sql/0011_expected_mail.sql"),
+    ),
 ];
 
 /// Arbitrary key of the advisory lock that serialises concurrent `migrate` runs.

@@ -2,6 +2,7 @@
 
 pub mod connect;
 pub mod events;
+pub mod expect;
 pub mod inbound;
 pub mod migrate;
 pub mod outbox;

@@ -1,12 +1,14 @@
 //! The policy tables (events: `devices`, `originator_policies`, `event_policies`; tickets:
 //! `users`, `queues` and `queue_members`, `ticket_templates`, `ticket_policies`; round trip:
-//! `roundtrip_policies`): read whole, for the in-memory policies.
+//! `roundtrip_policies`; expected mail: `expect_policies`): read whole, for the in-memory
+//! policies.
 
 use deadpool_postgres::Pool;
 use tokio_postgres::{GenericClient, Row};
 
 use super::{recipients, Error};
 use crate::events::model::{Device, EventPolicy, Originator};
+use crate::expect::model::{Every, ExpectPolicy, From};
 use crate::roundtrip::model::RoundtripPolicy;
 use crate::roundtrip::token::Key;
 use crate::route::Router;
@@ -31,6 +33,8 @@ pub struct Model {
     pub ticket_policies: Vec<TicketPolicy>,
     /// Round-trip policies, by id.
     pub roundtrips: Vec<RoundtripPolicy>,
+    /// Expected-mail policies, by id.
+    pub expects: Vec<ExpectPolicy>,
 }
 
 /// A text column holding one of a closed set of names (the table's CHECK keeps it valid).
@@ -274,6 +278,18 @@ pub async fn read(client: &impl GenericClient) -> Result<Model, Error> {
             })
         })
         .collect::<Result<_, Error>>()?;
+    let expects = client
+        .query(
+            "SELECT id, name, device_id, sender, originator, match_in, match_logic, match,
+                    every_s, cron, timezone, grace_s, severity, failure, success,
+                    default_outcome, start_match
+             FROM expect_policies ORDER BY id",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(expect_policy)
+        .collect::<Result<_, Error>>()?;
     Ok(Model {
         devices,
         originators,
@@ -283,5 +299,42 @@ pub async fn read(client: &impl GenericClient) -> Result<Model, Error> {
         templates,
         ticket_policies,
         roundtrips,
+        expects,
+    })
+}
+
+/// An `expect_policies` row (its CHECKs hold exactly one of `sender` and `originator`, and of
+/// `every_s` and `cron`).
+fn expect_policy(r: &Row) -> Result<ExpectPolicy, Error> {
+    let one_of =
+        |a: &str, b: &str| Error::Corrupt(format!("expect_policies: not one of {a}, {b} set"));
+    let from = match (r.get("sender"), r.get("originator")) {
+        (Some(sender), None) => From::Sender(sender),
+        (None, Some(originator)) => From::Originator(originator),
+        _ => return Err(one_of("sender", "originator")),
+    };
+    let every = match (r.get("every_s"), r.get("cron")) {
+        (Some(seconds), None) => Every::Seconds(seconds),
+        (None, Some(expr)) => Every::Cron {
+            expr,
+            timezone: r.get("timezone"),
+        },
+        _ => return Err(one_of("every_s", "cron")),
+    };
+    Ok(ExpectPolicy {
+        id: r.get("id"),
+        name: r.get("name"),
+        device_id: r.get("device_id"),
+        from,
+        match_in: name(r, "match_in")?,
+        match_logic: name(r, "match_logic")?,
+        matches: r.get("match"),
+        every,
+        grace_s: r.get("grace_s"),
+        severity: name(r, "severity")?,
+        failure: r.get("failure"),
+        success: r.get("success"),
+        default_outcome: name(r, "default_outcome")?,
+        start: r.get("start_match"),
     })
 }

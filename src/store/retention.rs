@@ -133,6 +133,8 @@ async fn delete_rows(client: &Client, age: Duration) -> Result<u64, Error> {
         .batch_execute(&format!(
             "UPDATE events SET inbound_message_id = NULL WHERE inbound_message_id < {first_kept};
              UPDATE system_log SET inbound_message_id = NULL WHERE inbound_message_id < {first_kept};
+             UPDATE expect_reports SET inbound_message_id = NULL
+                 WHERE inbound_message_id < {first_kept};
              DELETE FROM alert_keys WHERE inbound_message_id < {first_kept};"
         ))
         .await?;

@@ -10,9 +10,7 @@ use std::time::{Duration, Instant};
 use crate::support;
 use crate::support::db::TestDb;
 use crate::support::lmtp::Client;
-use crate::support::postfix::free_port;
 use crate::support::services::needs;
-use mailops::config::Config;
 use tokio::sync::oneshot;
 
 /// `mailops serve` in this process; stops when dropped.
@@ -22,25 +20,12 @@ struct Serve {
 }
 
 async fn serve(db: &TestDb, alert_message: &str) -> Serve {
-    let port = free_port();
-    let text = support::config::text(
+    let (addr, stop) = support::serve::in_process(
         &db.url,
-        &format!("127.0.0.1:{port}"),
-        "",
         &["mon.example.com", "ops.example.org"],
         &format!("alert_message = \"{alert_message}\""),
-    );
-    let config = Config::parse(&text, None).expect("config");
-    let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(mailops::serve::run(config, async {
-        let _ = stopped.await;
-    }));
-    let addr = format!("127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while tokio::net::TcpStream::connect(&addr).await.is_err() {
-        assert!(Instant::now() < deadline, "serve did not listen");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    )
+    .await;
     Serve { addr, _stop: stop }
 }
 
@@ -346,7 +331,7 @@ async fn policies_changed_while_serving_apply_to_the_next_mail() {
 
 /// `mailops policy test MESSAGE --policies POLICIES` with no database to reach (the file alone
 /// must do); asserts it succeeds and that its output holds each of `lines`.
-fn assert_policy_test(message: &Path, policies: &Path, lines: &[&str]) {
+pub(crate) fn assert_policy_test(message: &Path, policies: &Path, lines: &[&str]) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_mailops"))
         .args(["-c", "mailops.example.toml", "policy", "test"])
         .arg(message)

@@ -12,6 +12,7 @@ mod database;
 mod e2e;
 mod events;
 mod events_fixtures;
+mod expect;
 mod faults;
 mod gateway_harness;
 mod hostile;

@@ -8,9 +8,7 @@ use std::time::{Duration, Instant};
 use crate::support;
 use crate::support::db::TestDb;
 use crate::support::lmtp::Client;
-use crate::support::postfix::free_port;
 use crate::support::services::needs;
-use mailops::config::Config;
 use tokio::sync::oneshot;
 
 const POLICIES: &str = "
@@ -23,19 +21,7 @@ INSERT INTO event_policies (name, severity, message, match_logic, first_match)
 
 /// `mailops serve` in this process with `retention` in its config, until `stop` is sent.
 async fn serve(db: &TestDb, retention: &str) -> (String, oneshot::Sender<()>) {
-    let addr = format!("127.0.0.1:{}", free_port());
-    let text = support::config::text(&db.url, &addr, "", &["mon.example.com"], retention);
-    let config = Config::parse(&text, None).expect("config");
-    let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(mailops::serve::run(config, async {
-        let _ = stopped.await;
-    }));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while tokio::net::TcpStream::connect(&addr).await.is_err() {
-        assert!(Instant::now() < deadline, "serve did not listen");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    (addr, stop)
+    support::serve::in_process(&db.url, &["mon.example.com"], retention).await
 }
 
 async fn alert(addr: &str, n: u32) {

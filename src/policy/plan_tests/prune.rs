@@ -35,6 +35,7 @@ fn prune_deletes_what_the_file_lacks() {
             ticket_templates: counts(0, 0, 1, 1),
             ticket_policies: counts(0, 0, 0, 2),
             roundtrips: counts(0, 0, 1, 1),
+            expects: counts(0, 0, 0, 0),
         }
     );
     // Round-trip policies go before devices, which they keep from being deleted.

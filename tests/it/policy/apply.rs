@@ -21,7 +21,8 @@ async fn apply_creates_the_rows_the_file_declares() {
          queues: 2 created, 0 updated, 0 unchanged, 0 deleted\n\
          ticket templates: 2 created, 0 updated, 0 unchanged, 0 deleted\n\
          ticket policies: 2 created, 0 updated, 0 unchanged, 0 deleted\n\
-         round-trip policies: 2 created, 0 updated, 0 unchanged, 0 deleted\n"
+         round-trip policies: 2 created, 0 updated, 0 unchanged, 0 deleted\n\
+         expected-mail policies: 0 created, 0 updated, 0 unchanged, 0 deleted\n"
     );
 
     let c = db.client().await;

@@ -114,3 +114,26 @@ impl Drop for Serve {
         let _ = self.child.wait();
     }
 }
+
+/// `mailops serve` run in this process (`mailops::serve::run`) on a free loopback port, for
+/// `domains`, with `rest` after `[inbound]`'s keys (more of them, then other sections). Returns
+/// its LMTP address once it listens; it stops when the sender is used or dropped.
+pub async fn in_process(
+    database_url: &str,
+    domains: &[&str],
+    rest: &str,
+) -> (String, tokio::sync::oneshot::Sender<()>) {
+    let addr = format!("127.0.0.1:{}", super::postfix::free_port());
+    let text = super::config::text(database_url, &addr, "", domains, rest);
+    let config = Config::parse(&text, None).expect("config");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(mailops::serve::run(config, async {
+        let _ = stopped.await;
+    }));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(&addr).await.is_err() {
+        assert!(Instant::now() < deadline, "serve did not listen");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    (addr, stop)
+}
