@@ -218,6 +218,11 @@ fn lock_order(copy: &Copy) -> Option<(i64, i64, &str)> {
             key,
             ..
         } => Some((*device_id, *event_policy_id, key.as_deref().unwrap_or(""))),
+        Write::Take {
+            device_id,
+            event_policy_id,
+            ..
+        } => Some((*device_id, *event_policy_id, "")),
         Write::DeviceLog { .. } | Write::SystemLog { .. } | Write::Report { .. } => None,
     })
 }

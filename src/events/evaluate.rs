@@ -7,7 +7,8 @@ use std::collections::HashSet;
 use std::fmt;
 
 use super::model::{
-    Action, Alignment, Device, EventPolicy, MatchIn, Originator, RegexType, RequireAuth, Severity,
+    Action, Alignment, Device, EventPolicy, MatchIn, Originator, Rate, RegexType, RequireAuth,
+    Severity,
 };
 use super::policies::{
     CompiledEventPolicy, CompiledOriginator, Extractor, Matcher, Policies, Sender,
@@ -119,6 +120,24 @@ pub enum Write {
         /// The device.
         device_id: i64,
         /// The alert text.
+        message: String,
+        /// Not written when the alerts of every one of these (capped) policies are over
+        /// their cap ([`Write::Take`]); empty: always written.
+        unless_over: Vec<i64>,
+    },
+    /// Takes a token from the bucket of a capped policy's alerts about a device, before the
+    /// device log: none left, the alert is over the cap and the policy's flood event is raised
+    /// (or counts one more); a token again, the flood event is cleared.
+    Take {
+        /// The device.
+        device_id: i64,
+        /// The capped policy.
+        event_policy_id: i64,
+        /// Its cap.
+        rate: Rate,
+        /// The flood event's severity (the policy's).
+        severity: Severity,
+        /// The flood event's message.
         message: String,
     },
     /// A `system_log` row.
@@ -389,6 +408,7 @@ pub fn evaluate<'a>(policies: &'a Policies, alert: &Alert<'_>, settings: Setting
     let mut writes = vec![Write::DeviceLog {
         device_id: device.id,
         message: truncate(texts.get(None), MAX_LOG_MESSAGE).to_owned(),
+        unless_over: Vec::new(),
     }];
     let matching = Matching {
         texts: &texts,
@@ -416,9 +436,10 @@ pub fn evaluate<'a>(policies: &'a Policies, alert: &Alert<'_>, settings: Setting
                 writes.push(matching.raise(p, r));
             }
         }
-        for (p, raised) in raising {
+        for (p, raised) in raising.clone() {
             writes.extend(clears(p, raised, device.id));
         }
+        limit(&mut writes, raising.map(|(p, _)| &p.policy), device);
     }
     Decision {
         steps,
@@ -581,6 +602,55 @@ impl Matching<'_> {
             close,
         }
     }
+}
+
+/// Puts a token bucket before the device log for each capped policy among `raising` (one take
+/// per policy, whatever its keys); when every raising policy is capped, the device log is
+/// written only if one of them is under its cap.
+fn limit<'p>(
+    writes: &mut Vec<Write>,
+    raising: impl Iterator<Item = &'p EventPolicy>,
+    device: &Device,
+) {
+    let mut capped = Vec::new();
+    let mut all = true;
+    for policy in raising {
+        match policy.rate {
+            Some(rate) if !capped.iter().any(|t| matches!(t, Write::Take { event_policy_id, .. } if *event_policy_id == policy.id)) => {
+                capped.push(Write::Take {
+                    device_id: device.id,
+                    event_policy_id: policy.id,
+                    rate,
+                    severity: policy.severity.unwrap_or(Severity::Major),
+                    message: format!(
+                        "Alert flood: {} over {rate} on {}: further alerts count on its event, \
+                         not in the device log",
+                        policy.name, device.name
+                    ),
+                })
+            }
+            Some(_) => {}
+            None => all = false,
+        }
+    }
+    if capped.is_empty() {
+        return;
+    }
+    if all {
+        let ids = capped
+            .iter()
+            .filter_map(|t| match t {
+                Write::Take {
+                    event_policy_id, ..
+                } => Some(*event_policy_id),
+                _ => None,
+            })
+            .collect();
+        if let Some(Write::DeviceLog { unless_over, .. }) = writes.first_mut() {
+            *unless_over = ids;
+        }
+    }
+    writes.splice(0..0, capped);
 }
 
 /// The clears of a policy that raised `raised`: with a key, each cleared policy's event with

@@ -342,6 +342,56 @@ pub struct EventPolicy {
     /// An active healthy event not seen again for this long is cleared (instead of
     /// `expire_after_s`).
     pub expire_healthy_after_s: Option<i32>,
+    /// At most this many of its alerts about one device are logged; past it, repeats only
+    /// count on the event, and a flood event stands on the device until the rate falls.
+    pub rate: Option<Rate>,
+}
+
+/// A cap: `count` alerts per `per_s` seconds, written `10/min` (`/s`, `/min`, `/h`); a token
+/// bucket of `count` tokens refilled at that rate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Rate {
+    /// Alerts.
+    pub count: i32,
+    /// Per so many seconds (1, 60 or 3600).
+    pub per_s: i32,
+}
+
+impl TryFrom<String> for Rate {
+    type Error = String;
+    fn try_from(text: String) -> Result<Rate, String> {
+        let bad = || format!("{text:?} is not a rate such as 10/min (per s, min or h)");
+        let (count, unit) = text.split_once('/').ok_or_else(bad)?;
+        let per_s = match unit.trim() {
+            "s" => 1,
+            "min" => 60,
+            "h" => 3600,
+            _ => return Err(bad()),
+        };
+        let count: i32 = count.trim().parse().map_err(|_| bad())?;
+        if count < 1 {
+            return Err(format!("{text:?}: the count must be at least 1"));
+        }
+        Ok(Rate { count, per_s })
+    }
+}
+
+impl From<Rate> for String {
+    fn from(rate: Rate) -> String {
+        let unit = match rate.per_s {
+            1 => "s",
+            60 => "min",
+            _ => "h",
+        };
+        format!("{}/{unit}", rate.count)
+    }
+}
+
+impl std::fmt::Display for Rate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&String::from(*self))
+    }
 }
 
 /// Longest advanced originator pattern, as in SL1.

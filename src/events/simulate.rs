@@ -182,9 +182,30 @@ fn describe(policies: &Policies, write: &Write) -> String {
         _ => String::new(),
     };
     match write {
-        Write::DeviceLog { device_id, message } => {
-            format!("device_logs: {} <- {:?}", device(*device_id), message)
+        Write::DeviceLog {
+            device_id,
+            message,
+            unless_over,
+        } => {
+            let unless = match unless_over.as_slice() {
+                [] => String::new(),
+                ids => format!(
+                    " (unless {} over its rate)",
+                    ids.iter().map(|id| policy(*id)).collect::<Vec<_>>().join(" and ")
+                ),
+            };
+            format!("device_logs: {} <- {:?}{unless}", device(*device_id), message)
         }
+        Write::Take {
+            device_id,
+            event_policy_id,
+            rate,
+            ..
+        } => format!(
+            "alert_buckets: one of {} {rate} on {} (none left: a flood event, the alert only counted)",
+            policy(*event_policy_id),
+            device(*device_id)
+        ),
         Write::SystemLog { code, message } => format!("system_log: {code} {message}"),
         Write::Raise {
             device_id,

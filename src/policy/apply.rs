@@ -188,33 +188,36 @@ async fn write(tx: &Transaction<'_>, ops: &[Op]) -> Result<(), tokio_postgres::E
                         "INSERT INTO event_policies
                              (name, action, severity, severity_from, severity_map, key, key_map,
                               message, match_logic, first_match, second_match, originators,
-                              devices, expire_after_s, expire_healthy_after_s, match_in)
+                              devices, expire_after_s, expire_healthy_after_s, match_in,
+                              rate_count, rate_per_s)
                          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,
-                                 $16)
+                                 $16, $17, $18)
                          ON CONFLICT (name) DO UPDATE
                          SET (action, severity, severity_from, severity_map, key, key_map, message,
                               match_logic, first_match, second_match, originators, devices,
-                              expire_after_s, expire_healthy_after_s, match_in)
+                              expire_after_s, expire_healthy_after_s, match_in, rate_count,
+                              rate_per_s)
                            = (excluded.action, excluded.severity, excluded.severity_from,
                               excluded.severity_map, excluded.key, excluded.key_map,
                               excluded.message, excluded.match_logic, excluded.first_match,
                               excluded.second_match, excluded.originators, excluded.devices,
                               excluded.expire_after_s, excluded.expire_healthy_after_s,
-                              excluded.match_in)
+                              excluded.match_in, excluded.rate_count, excluded.rate_per_s)
                          WHERE (event_policies.action, event_policies.severity,
                                 event_policies.severity_from, event_policies.severity_map,
                                 event_policies.key, event_policies.key_map, event_policies.message,
                                 event_policies.match_logic, event_policies.first_match,
                                 event_policies.second_match, event_policies.originators,
                                 event_policies.devices, event_policies.expire_after_s,
-                                event_policies.expire_healthy_after_s, event_policies.match_in)
+                                event_policies.expire_healthy_after_s, event_policies.match_in,
+                                event_policies.rate_count, event_policies.rate_per_s)
                            IS DISTINCT FROM
                                (excluded.action, excluded.severity, excluded.severity_from,
                                 excluded.severity_map, excluded.key, excluded.key_map,
                                 excluded.message, excluded.match_logic, excluded.first_match,
                                 excluded.second_match, excluded.originators, excluded.devices,
                                 excluded.expire_after_s, excluded.expire_healthy_after_s,
-                                excluded.match_in)
+                                excluded.match_in, excluded.rate_count, excluded.rate_per_s)
                          RETURNING id",
                         &[
                             &p.name,
@@ -233,6 +236,8 @@ async fn write(tx: &Transaction<'_>, ops: &[Op]) -> Result<(), tokio_postgres::E
                             &p.expire_after_s,
                             &p.expire_healthy_after_s,
                             &p.match_in.map(|m| m.as_str()),
+                            &p.rate.map(|r| r.count),
+                            &p.rate.map(|r| r.per_s),
                         ],
                     )
                     .await?;

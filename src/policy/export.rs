@@ -94,6 +94,7 @@ impl PolicyFile {
                     devices: p.devices.clone(),
                     expire_after_s: p.expire_after_s,
                     expire_healthy_after_s: p.expire_healthy_after_s,
+                    rate: p.rate,
                 })
                 .collect(),
             users: model

@@ -12,7 +12,7 @@ use super::roundtrip_checks::check_roundtrips;
 use super::ticket_checks::{check_destinations, check_tickets};
 use crate::config::Inbound;
 use crate::events::model::{
-    Action, Alignment, MatchIn, MatchLogic, PatternType, RegexType, RequireAuth, Severity,
+    Action, Alignment, MatchIn, MatchLogic, PatternType, Rate, RegexType, RequireAuth, Severity,
 };
 use crate::expect::model::Outcome;
 #[cfg(doc)]
@@ -162,6 +162,9 @@ pub struct EventPolicyEntry {
     /// `expire_after_s`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expire_healthy_after_s: Option<i32>,
+    /// At most this many alerts per device are logged (`10/min`); past it, repeats count.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate: Option<Rate>,
 }
 
 /// `severity_map`, each bad severity named with its value.

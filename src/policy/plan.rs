@@ -472,6 +472,7 @@ fn plan_event_policies(
             devices: p.devices.clone(),
             expire_after_s: p.expire_after_s,
             expire_healthy_after_s: p.expire_healthy_after_s,
+            rate: p.rate,
         };
         let counts = &mut plan.summary.event_policies;
         let current_clears = match by_name.get(p.name.as_str()) {

@@ -23,19 +23,24 @@ impl Tally {
         }
     }
 
-    /// Counts the events the rows (each an event's `severity`) say were cleared.
-    fn cleared(&self, rows: &[Row]) -> u64 {
-        self.cleared_at(rows, 0)
-    }
-
-    /// Counts the events the rows (each an event's `severity` in `column`) say were cleared.
-    fn cleared_at(&self, rows: &[Row], column: usize) -> u64 {
+    /// Counts the events the rows (each an event's `severity` in `column`) say were cleared;
+    /// returns how many rows there were.
+    fn cleared(&self, rows: &[impl std::borrow::Borrow<Row>], column: usize) -> u64 {
         for row in rows {
-            if let Ok(severity) = row.get::<_, &str>(column).parse() {
+            if let Ok(severity) = row.borrow().get::<_, &str>(column).parse() {
                 Tally::add(&self.cleared, severity, 1);
             }
         }
         rows.len() as u64
+    }
+
+    /// Counts what rows of (`raised` or `cleared`, severity) say, raised ones at `severity`;
+    /// returns how many rows there were.
+    fn count(&self, rows: &[Row], severity: Severity) -> u64 {
+        let (raised, cleared): (Vec<&Row>, Vec<&Row>) =
+            rows.iter().partition(|r| r.get::<_, &str>(0) == "raised");
+        Tally::add(&self.raised, severity, raised.len() as u64);
+        raised.len() as u64 + self.cleared(&cleared, 1)
     }
 
     /// Per severity: alerts written to an event (new or a repeat), and events cleared.
@@ -49,6 +54,9 @@ impl Tally {
         })
     }
 }
+
+/// The tokens in bucket `b` now: what it had, refilled at $4 per $5 seconds since, up to $4.
+const REFILLED: &str = "least($4::integer::float8, b.tokens + extract(epoch FROM now() - b.refilled_at)::float8 * $4::integer / $5::integer)";
 
 /// True only in the transaction of the mail that claimed alert key `$1` (see `claim`).
 const OWNS_KEY: &str = "EXISTS (SELECT 1 FROM alert_keys WHERE key = $1
@@ -68,6 +76,7 @@ pub struct Statements {
     raise: Statement,
     clear: Statement,
     report: Statement,
+    take: Statement,
 }
 
 impl Statements {
@@ -83,10 +92,15 @@ impl Statements {
                      ON CONFLICT (key) DO NOTHING",
                 )
                 .await?,
+            // Not when every capped policy in $4 found no token ([`Write::Take`], before it).
             device_log: client
                 .prepare_cached(&format!(
                     "INSERT INTO device_logs (device_id, message, inbound_message_id)
-                     SELECT $2, $3, currval('inbound_messages_id_seq') WHERE {OWNS_KEY}"
+                     SELECT $2, $3, currval('inbound_messages_id_seq') WHERE {OWNS_KEY}
+                       AND (cardinality($4::bigint[]) = 0
+                            OR EXISTS (SELECT 1 FROM alert_buckets
+                                       WHERE device_id = $2 AND event_policy_id = ANY($4)
+                                         AND NOT over))"
                 ))
                 .await?,
             system_log: client
@@ -130,6 +144,48 @@ impl Statements {
                      WHERE device_id = $2 AND event_policy_id = $3 AND state = 'active'
                        AND ($5::text IS NULL OR key = $5) AND {OWNS_KEY}
                      RETURNING severity"
+                ))
+                .await?,
+            // A token from the bucket of policy $3's alerts about device $2 ($4 per $5 seconds):
+            // refilled for the time since, taken if there is a whole one, else the alert is
+            // over: the flood event is raised or counts one more. Full again (a whole period
+            // under the cap), the flood event is cleared. Returns the flood event's severity when it was raised
+            // (`raised`) or cleared (`cleared`).
+            take: client
+                .prepare_cached(&format!(
+                    "WITH owns AS (SELECT 1 WHERE {OWNS_KEY}),
+                     bucket AS (
+                         INSERT INTO alert_buckets AS b (device_id, event_policy_id, tokens,
+                             refilled_at)
+                         SELECT $2, $3, $4::integer - 1, now() FROM owns
+                         ON CONFLICT (device_id, event_policy_id) DO UPDATE SET
+                             tokens = CASE WHEN {REFILLED} >= 1 THEN {REFILLED} - 1
+                                           ELSE {REFILLED} END,
+                             over = {REFILLED} < 1,
+                             refilled_at = now()
+                         RETURNING over, tokens
+                     ),
+                     flood AS (
+                         INSERT INTO events (device_id, flood_policy_id, severity, message,
+                             inbound_message_id)
+                         SELECT $2, $3, $6, $7, currval('inbound_messages_id_seq')
+                         FROM bucket WHERE over
+                         ON CONFLICT (device_id, flood_policy_id)
+                             WHERE state = 'active' AND flood_policy_id IS NOT NULL
+                         DO UPDATE SET count = events.count + 1, last_seen = now(),
+                             inbound_message_id = excluded.inbound_message_id
+                         RETURNING severity, count
+                     ),
+                     ebb AS (
+                         UPDATE events SET state = 'cleared', cleared_at = now(),
+                             cleared_reason = 'the alert rate fell under the cap'
+                         WHERE device_id = $2 AND flood_policy_id = $3 AND state = 'active'
+                           AND EXISTS (SELECT 1 FROM bucket
+                                       WHERE NOT over AND tokens >= $4::integer - 1)
+                         RETURNING severity
+                     )
+                     SELECT 'raised', severity FROM flood WHERE count = 1
+                     UNION ALL SELECT 'cleared', severity FROM ebb"
                 ))
                 .await?,
             // A report to an expected-mail policy ($2, on device $5): its state moves on (a
@@ -214,10 +270,37 @@ pub fn pending<'a>(
     ));
     for write in writes {
         match write {
-            Write::DeviceLog { device_id, message } => pending.push(Box::pin(async move {
+            Write::DeviceLog {
+                device_id,
+                message,
+                unless_over,
+            } => pending.push(Box::pin(async move {
                 client
-                    .execute(&st.device_log, &[&key, device_id, message])
+                    .execute(&st.device_log, &[&key, device_id, message, unless_over])
                     .await
+            })),
+            Write::Take {
+                device_id,
+                event_policy_id,
+                rate,
+                severity,
+                message,
+            } => pending.push(Box::pin(async move {
+                let rows = client
+                    .query(
+                        &st.take,
+                        &[
+                            &key,
+                            device_id,
+                            event_policy_id,
+                            &rate.count,
+                            &rate.per_s,
+                            &severity.as_str(),
+                            message,
+                        ],
+                    )
+                    .await?;
+                Ok(tally.count(&rows, *severity))
             })),
             Write::SystemLog { code, message } => pending.push(Box::pin(async move {
                 client.execute(&st.system_log, &[&key, code, message]).await
@@ -252,7 +335,7 @@ pub fn pending<'a>(
                                 ],
                             )
                             .await
-                            .map(|rows| tally.cleared(&rows))
+                            .map(|rows| tally.cleared(&rows, 0))
                     }));
                 }
                 pending.push(Box::pin(async move {
@@ -285,7 +368,7 @@ pub fn pending<'a>(
                         &[&key, device_id, event_policy_id, reason, event_key],
                     )
                     .await
-                    .map(|rows| tally.cleared(&rows))
+                    .map(|rows| tally.cleared(&rows, 0))
             })),
             Write::Report {
                 expect_policy_id,
@@ -309,11 +392,7 @@ pub fn pending<'a>(
                         ],
                     )
                     .await?;
-                let (raised, cleared): (Vec<Row>, Vec<Row>) = rows
-                    .into_iter()
-                    .partition(|r| r.get::<_, &str>(0) == "raised");
-                Tally::add(&tally.raised, *severity, raised.len() as u64);
-                Ok(raised.len() as u64 + tally.cleared_at(&cleared, 1))
+                Ok(tally.count(&rows, *severity))
             })),
         }
     }
@@ -338,5 +417,20 @@ pub async fn expire(client: &Client) -> Result<(u64, Tally), tokio_postgres::Err
             &[],
         )
         .await?;
-    Ok((tally.cleared(&rows), tally))
+    // Floods whose alerts fell under the cap: the bucket is full again.
+    let floods = client
+        .query(
+            "UPDATE events e SET state = 'cleared', cleared_at = now(),
+                 cleared_reason = 'the alert rate fell under the cap'
+             FROM alert_buckets b, event_policies p
+             WHERE e.flood_policy_id = p.id AND e.state = 'active'
+               AND b.device_id = e.device_id AND b.event_policy_id = p.id
+               AND least(p.rate_count::float8, b.tokens + extract(epoch FROM now()
+                   - b.refilled_at) * p.rate_count / p.rate_per_s) >= p.rate_count
+             RETURNING e.severity",
+            &[],
+        )
+        .await?;
+    let n = tally.cleared(&rows, 0) + tally.cleared(&floods, 0);
+    Ok((n, tally))
 }

@@ -61,6 +61,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0011_expected_mail.sql",
         include_str!("../../sql/0011_expected_mail.sql"),
     ),
+    (
+        12,
+        "0012_alert_rates.sql",
+        include_str!("../../sql/0012_alert_rates.sql"),
+    ),
 ];
 
 /// Arbitrary key of the advisory lock that serialises concurrent `migrate` runs.

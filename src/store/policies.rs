@@ -7,7 +7,7 @@ use deadpool_postgres::Pool;
 use tokio_postgres::{GenericClient, Row};
 
 use super::{recipients, Error};
-use crate::events::model::{Device, EventPolicy, Originator};
+use crate::events::model::{Device, EventPolicy, Originator, Rate};
 use crate::expect::model::{Every, ExpectPolicy, From};
 use crate::roundtrip::model::RoundtripPolicy;
 use crate::roundtrip::token::Key;
@@ -149,7 +149,8 @@ pub async fn read(client: &impl GenericClient) -> Result<Model, Error> {
                     message, match_in, match_logic, first_match, second_match,
                     array(SELECT clears_id FROM event_policy_clears c
                           WHERE c.event_policy_id = p.id ORDER BY clears_id) AS clears_ids,
-                    originators, devices, expire_after_s, expire_healthy_after_s
+                    originators, devices, expire_after_s, expire_healthy_after_s,
+                    rate_count, rate_per_s
              FROM event_policies p ORDER BY id",
             &[],
         )
@@ -179,6 +180,10 @@ pub async fn read(client: &impl GenericClient) -> Result<Model, Error> {
                     .unwrap_or_default(),
                 expire_after_s: r.get("expire_after_s"),
                 expire_healthy_after_s: r.get("expire_healthy_after_s"),
+                rate: r
+                    .get::<_, Option<i32>>("rate_count")
+                    .zip(r.get::<_, Option<i32>>("rate_per_s"))
+                    .map(|(count, per_s)| Rate { count, per_s }),
             })
         })
         .collect::<Result<_, Error>>()?;

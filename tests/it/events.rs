@@ -50,7 +50,7 @@ async fn with_policies(alert_message: &str) -> (TestDb, Serve) {
 }
 
 /// The single number `sql` selects.
-async fn count(db: &TestDb, sql: &str) -> i64 {
+pub(crate) async fn count(db: &TestDb, sql: &str) -> i64 {
     db.client()
         .await
         .query_one(sql, &[])

@@ -14,6 +14,7 @@ mod events;
 mod events_fixtures;
 mod expect;
 mod faults;
+mod flood;
 mod gateway_harness;
 mod hostile;
 mod metrics;

@@ -113,7 +113,8 @@ fn every_matching_policy_raises_and_the_device_log_comes_first() {
         [
             Write::DeviceLog {
                 device_id: 1,
-                message: "Disk 2 rebuilt".into()
+                message: "Disk 2 rebuilt".into(),
+                unless_over: Vec::new(),
             },
             Write::Raise {
                 device_id: 1,
@@ -161,7 +162,8 @@ fn a_device_without_a_matching_event_policy_gets_only_its_log() {
         d.writes,
         [Write::DeviceLog {
             device_id: 1,
-            message: "All volumes healthy".into()
+            message: "All volumes healthy".into(),
+            unless_over: Vec::new(),
         }]
     );
 }
@@ -186,7 +188,8 @@ fn alert_message_setting_decides_what_is_matched_and_logged() {
         body_only.writes[0],
         Write::DeviceLog {
             device_id: 1,
-            message: "see attachment".into()
+            message: "see attachment".into(),
+            unless_over: Vec::new(),
         }
     );
     let both = Settings {
@@ -199,7 +202,8 @@ fn alert_message_setting_decides_what_is_matched_and_logged() {
         d.writes[0],
         Write::DeviceLog {
             device_id: 1,
-            message: "FAILED on nas1.example.com\nsee attachment".into()
+            message: "FAILED on nas1.example.com\nsee attachment".into(),
+            unless_over: Vec::new(),
         }
     );
 }
@@ -320,4 +324,49 @@ fn a_policy_may_match_the_subject_whatever_the_setting() {
             "{setting:?}"
         );
     }
+}
+
+#[test]
+fn a_capped_policy_takes_a_token_before_the_device_log() {
+    let capped = EventPolicy {
+        rate: Some(Rate {
+            count: 10,
+            per_s: 60,
+        }),
+        ..event_policy(10, "Disk failed", MatchLogic::Text, "failed", None)
+    };
+    let uncapped = event_policy(11, "Volume", MatchLogic::Text, "Volume", None);
+    let a = alert(
+        "nas@example.com",
+        "Alert on nas1.example.com",
+        "Volume 1: disk 3 failed",
+    );
+    let kinds = |d: &Decision<'_>| {
+        d.writes
+            .iter()
+            .map(|w| match w {
+                Write::Take {
+                    event_policy_id,
+                    rate,
+                    ..
+                } => format!("take {event_policy_id} {rate}"),
+                Write::DeviceLog { unless_over, .. } => format!("log unless {unless_over:?}"),
+                Write::Raise {
+                    event_policy_id, ..
+                } => format!("raise {event_policy_id}"),
+                other => format!("{other:?}"),
+            })
+            .collect::<Vec<_>>()
+    };
+    // Capped alone: logged only while under the cap.
+    let alone = nas_policies(vec![capped.clone()]);
+    let d = evaluate(&alone, &a, Settings::default());
+    assert_eq!(kinds(&d), ["take 10 10/min", "log unless [10]", "raise 10"]);
+    // With an uncapped policy raising too, the mail is always logged.
+    let both = nas_policies(vec![capped, uncapped]);
+    let d = evaluate(&both, &a, Settings::default());
+    assert_eq!(
+        kinds(&d),
+        ["take 10 10/min", "log unless []", "raise 10", "raise 11"]
+    );
 }

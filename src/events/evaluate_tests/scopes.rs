@@ -115,7 +115,8 @@ fn a_suppress_policy_leaves_only_the_device_log() {
         d.writes,
         [Write::DeviceLog {
             device_id: 1,
-            message: body.into()
+            message: body.into(),
+            unless_over: Vec::new(),
         }]
     );
     // Without the noise, the failure raises.

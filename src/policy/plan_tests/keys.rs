@@ -40,6 +40,7 @@ key_map = { service = { "Disk /VAR" = "Disk /var" } }
 message = "%{service} is %{state}"
 clears = ["Legacy", "Other"]
 expire_healthy_after_s = 86400
+rate = "10/min"
 
 [[event_policy]]
 name = "Legacy"
