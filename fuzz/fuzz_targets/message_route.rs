@@ -259,8 +259,12 @@ fuzz_target!(|data: &[u8]| {
             ));
         }
         Some(device) => {
-            let Some((Write::DeviceLog { device_id, message }, rest)) =
-                decision.writes.split_first()
+            let Some((
+                Write::DeviceLog {
+                    device_id, message, ..
+                },
+                rest,
+            )) = decision.writes.split_first()
             else {
                 panic!("no device log first: {:?}", decision.writes);
             };
