@@ -277,7 +277,7 @@ impl Delivery {
         let device = decision
             .filter(|_| route == Route::Event)
             .and_then(|d| d.device)
-            .map(|d| d.name.as_str());
+            .map(|d| d.name);
         // The decision's writes were moved into the message (`Parsed::writes`): counted there.
         let events = match route {
             Route::Event => evaluate::raised(&m.writes),

@@ -254,7 +254,11 @@ async fn policy(config: &Config, command: PolicyCommand) -> anyhow::Result<()> {
                  decision: &mailops::events::evaluate::Decision<'_>| {
                     use mailops::expect::evaluate::{describe, reports};
                     let reports = reports(&expects, alert, decision.aligned());
-                    let device = |id| compiled.device(id).map_or("?".into(), |d| d.name.clone());
+                    let device = |id| {
+                        compiled
+                            .device(id)
+                            .map_or("?".into(), |d| d.name.to_owned())
+                    };
                     describe(&reports, device)
                 };
             let report = mailops::events::simulate::report(

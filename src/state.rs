@@ -8,6 +8,7 @@ use deadpool_postgres::Pool;
 use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::AsyncMessage;
 
+use crate::events::policies::Devices;
 use crate::expect::evaluate::Expects;
 use crate::roundtrip::model::RoundtripPolicy;
 use crate::roundtrip::token::Key;
@@ -52,12 +53,29 @@ impl Current {
     }
 }
 
-/// Loads the recipients and the policies in one snapshot; a policy that does not compile is
-/// left out with a warning.
-pub async fn load(pool: &Pool) -> Result<State, store::Error> {
-    let (router, model, key) = store::policies::load_serving(pool).await?;
+/// Loads the recipients and the policies in one snapshot, keeping `devices` when given (they
+/// have not changed since they were read); a policy that does not compile is left out with a
+/// warning. Compiling runs on a blocking thread: the sessions go on meanwhile.
+pub async fn load(pool: &Pool, devices: Option<Arc<Devices>>) -> Result<State, store::Error> {
+    let started = std::time::Instant::now();
+    let (router, model, key) = store::policies::load_serving(pool, devices.is_none()).await?;
+    let compiled =
+        tokio::task::spawn_blocking(move || compile(router, model, key, devices, started)).await;
+    Ok(compiled.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic())))
+}
+
+/// The state made of what [`load`] read.
+fn compile(
+    router: Router,
+    model: store::policies::Model,
+    key: Key,
+    devices: Option<Arc<Devices>>,
+    started: std::time::Instant,
+) -> State {
+    let devices_read = devices.is_none();
+    let devices = devices.unwrap_or_else(|| Arc::new(Devices::new(model.devices)));
     let (events, problems) =
-        events::policies::Policies::new(model.devices, model.originators, model.event_policies);
+        events::policies::Policies::with_devices(devices, model.originators, model.event_policies);
     for problem in problems {
         tracing::warn!(%problem, "policy left out");
     }
@@ -79,6 +97,8 @@ pub async fn load(pool: &Pool) -> Result<State, store::Error> {
         ticket_policies = tickets.len(),
         roundtrip_policies = model.roundtrips.len(),
         expect_policies = expects.len(),
+        devices_read,
+        seconds = started.elapsed().as_secs_f64(),
         "policies loaded"
     );
     metrics::get().policies_loaded(&[
@@ -90,14 +110,14 @@ pub async fn load(pool: &Pool) -> Result<State, store::Error> {
         ("roundtrip_policies", model.roundtrips.len()),
         ("expect_policies", expects.len()),
     ]);
-    Ok(State {
+    State {
         router,
         events,
         tickets,
         roundtrips: model.roundtrips,
         expects,
         key: Some(key),
-    })
+    }
 }
 
 /// Loads the state into `current` (then says so on `loaded`) and reloads it whenever the
@@ -131,6 +151,11 @@ pub async fn watch(
     }
 }
 
+/// Whether a notification naming `table` calls for the devices to be read again.
+fn reads_devices(table: &str) -> bool {
+    table == "devices" || table.is_empty()
+}
+
 /// One listening connection: LISTEN, load, then reload on each notification until it closes.
 async fn listen(
     url: &str,
@@ -145,8 +170,8 @@ async fn listen(
     let driver = tokio::spawn(async move {
         while let Some(message) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
             match message {
-                Ok(AsyncMessage::Notification(_)) => {
-                    if changed.send(()).is_err() {
+                Ok(AsyncMessage::Notification(n)) => {
+                    if changed.send(n.payload().to_owned()).is_err() {
                         break;
                     }
                 }
@@ -158,14 +183,20 @@ async fn listen(
     });
     // LISTEN first, then load: no change can fall between the two.
     client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
-    current.replace(load(pool).await?);
+    current.replace(load(pool, None).await?);
     if let Some(loaded) = loaded.take() {
         let _ = loaded.send(());
     }
-    while changes.recv().await.is_some() {
-        // One `policy apply` notifies once per table it changed: reload once for all.
-        while changes.try_recv().is_ok() {}
-        current.replace(load(pool).await?);
+    while let Some(table) = changes.recv().await {
+        // One `policy apply` notifies once per table it changed: reload once for all. The
+        // triggers name the table; the devices, the bulk of a large site's policies, are read
+        // again only when theirs changed (or when a notification names none, as one by hand).
+        let mut devices_changed = reads_devices(&table);
+        while let Ok(table) = changes.try_recv() {
+            devices_changed |= reads_devices(&table);
+        }
+        let kept = (!devices_changed).then(|| Arc::clone(current.get().events.devices()));
+        current.replace(load(pool, kept).await?);
     }
     match driver.await {
         Ok(Err(e)) => Err(e.into()),

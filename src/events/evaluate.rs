@@ -7,11 +7,10 @@ use std::collections::HashSet;
 use std::fmt;
 
 use super::model::{
-    Action, Alignment, Device, EventPolicy, MatchIn, Originator, Rate, RegexType, RequireAuth,
-    Severity,
+    Action, Alignment, EventPolicy, MatchIn, Originator, Rate, RegexType, RequireAuth, Severity,
 };
 use super::policies::{
-    CompiledEventPolicy, CompiledOriginator, Extractor, Matcher, Policies, Sender,
+    CompiledEventPolicy, CompiledOriginator, DeviceRef, Extractor, Matcher, Policies, Sender,
 };
 use super::template::{Captures, Values};
 use crate::auth::Verification;
@@ -336,7 +335,7 @@ pub struct Decision<'a> {
     /// Each originator policy tried, in order, and what it found.
     pub steps: Vec<Step<'a>>,
     /// The device the mail is about, if any policy yielded one.
-    pub device: Option<&'a Device>,
+    pub device: Option<DeviceRef<'a>>,
     /// The originator policy that yielded it.
     pub originator: Option<&'a Originator>,
     /// The named captures of that originator's pattern.
@@ -499,7 +498,7 @@ struct Matching<'m> {
     /// What is matched.
     texts: &'m Texts<'m>,
     alert: &'m Alert<'m>,
-    device: &'m Device,
+    device: DeviceRef<'m>,
     origin: &'m CompiledOriginator,
     /// The originator pattern's named captures.
     captures: &'m Captures,
@@ -535,7 +534,7 @@ impl Matching<'_> {
                 .map(|c| named(re, &c))
                 .into_iter()
                 .collect(),
-            // The set found it already; without captures there is nothing more to read.
+            // first_matches confirmed it already; without captures there is nothing more to read.
             _ => vec![Captures::default()],
         };
         let mut keys = HashSet::new();
@@ -567,7 +566,7 @@ impl Matching<'_> {
         Values {
             body: self.alert.body,
             subject: self.alert.subject,
-            device: &self.device.name,
+            device: self.device.name,
             sender: self.alert.from,
             captures,
         }
@@ -610,7 +609,7 @@ impl Matching<'_> {
 fn limit<'p>(
     writes: &mut Vec<Write>,
     raising: impl Iterator<Item = &'p EventPolicy>,
-    device: &Device,
+    device: DeviceRef<'_>,
 ) {
     let mut capped = Vec::new();
     let mut all = true;
@@ -715,7 +714,7 @@ fn align<'a>(
     sender: &Sender,
     settings: Settings,
     steps: &mut Vec<Step<'a>>,
-) -> Option<(&'a Device, Captures)> {
+) -> Option<(DeviceRef<'a>, Captures)> {
     let policy = o.policy.label();
     if !o.senders.admit(sender) {
         steps.push(Step::OtherSender { policy });
@@ -730,11 +729,11 @@ fn align<'a>(
         .policy
         .default_device_id
         .and_then(|id| policies.device(id));
-    let yielded = |identifier: Option<String>, device: &'a Device| Step::Device {
+    let yielded = |identifier: Option<String>, device: DeviceRef<'a>| Step::Device {
         policy,
         identifier,
         alignment: o.policy.alignment,
-        device: &device.name,
+        device: device.name,
     };
     let looked_in = &o.policy.regex_type;
     let found = alert

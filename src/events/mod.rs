@@ -4,5 +4,6 @@ pub mod evaluate;
 pub mod expire;
 pub mod model;
 pub mod policies;
+mod prefilter;
 pub mod simulate;
 pub mod template;

@@ -397,13 +397,25 @@ impl std::fmt::Display for Rate {
 /// Longest advanced originator pattern, as in SL1.
 pub const MAX_ADVANCED_PATTERN: usize = 255;
 
+/// How deeply a policy regex may nest.
+pub const REGEX_NEST_LIMIT: u32 = 64;
+
+/// Parses a policy regex as [`compile_regex`] would, without compiling it.
+pub fn parse_regex(pattern: &str) -> Result<regex_syntax::hir::Hir, String> {
+    regex_syntax::ParserBuilder::new()
+        .nest_limit(REGEX_NEST_LIMIT)
+        .build()
+        .parse(pattern)
+        .map_err(|e| e.to_string())
+}
+
 /// Compiles a policy regex with bounded size: Rust's regex runs in linear time, and these
 /// limits keep compilation and memory bounded too, so a hostile pattern cannot stall mail.
 pub fn compile_regex(pattern: &str) -> Result<regex::Regex, String> {
     regex::RegexBuilder::new(pattern)
         .size_limit(1 << 20)
         .dfa_size_limit(2 << 20)
-        .nest_limit(64)
+        .nest_limit(REGEX_NEST_LIMIT)
         .build()
         .map_err(|e| match e {
             regex::Error::CompiledTooBig(_) => "the regex is too large".to_owned(),

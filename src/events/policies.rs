@@ -3,12 +3,15 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
+use std::sync::{Arc, OnceLock};
 
-use regex::{Regex, RegexSet, RegexSetBuilder};
+use regex::Regex;
 
 use super::model::{
-    compile_regex, Device, EventPolicy, MatchIn, MatchLogic, Originator, PatternType, Severity,
+    compile_regex, parse_regex, Device, EventPolicy, MatchIn, MatchLogic, Originator, PatternType,
+    Severity,
 };
+use super::prefilter::Prefilter;
 use super::template::{Template, ValueMap};
 use crate::route::address_key;
 
@@ -97,7 +100,49 @@ pub enum Matcher {
     /// A literal, case-sensitive substring.
     Text(String),
     /// A regex search.
-    Regex(Regex),
+    Regex(LazyRegex),
+}
+
+/// A policy regex, compiled when first used: of thousands of policies most never see a text
+/// holding their literal (see the prefilter), and compiling one (its automata take tens of
+/// kilobytes) costs far more than parsing it. `policy apply` compiled it already; one that
+/// parses but will not compile (a regex too large, written into the database by hand) never
+/// matches, with a warning when first used.
+#[derive(Debug)]
+pub struct LazyRegex {
+    /// The pattern.
+    pattern: String,
+    /// The regex, once compiled.
+    compiled: OnceLock<Regex>,
+}
+
+impl LazyRegex {
+    /// `pattern`, once parsed (its syntax checked as the regex's own parser would).
+    pub fn new(pattern: &str) -> Result<LazyRegex, String> {
+        parse_regex(pattern)?;
+        Ok(LazyRegex {
+            pattern: pattern.to_owned(),
+            compiled: OnceLock::new(),
+        })
+    }
+
+    /// The pattern.
+    pub fn as_str(&self) -> &str {
+        &self.pattern
+    }
+}
+
+impl std::ops::Deref for LazyRegex {
+    type Target = Regex;
+
+    fn deref(&self) -> &Regex {
+        self.compiled.get_or_init(|| {
+            compile_regex(&self.pattern).unwrap_or_else(|why| {
+                tracing::warn!(pattern = %self.pattern, %why, "policy regex never matches");
+                Regex::new(r"[^\s\S]").expect("the empty class compiles")
+            })
+        })
+    }
 }
 
 impl Matcher {
@@ -105,7 +150,7 @@ impl Matcher {
     pub fn new(logic: MatchLogic, pattern: &str) -> Result<Matcher, String> {
         Ok(match logic {
             MatchLogic::Text => Matcher::Text(pattern.to_owned()),
-            MatchLogic::Regex => Matcher::Regex(compile_regex(pattern)?),
+            MatchLogic::Regex => Matcher::Regex(LazyRegex::new(pattern)?),
         })
     }
 
@@ -114,14 +159,6 @@ impl Matcher {
         match self {
             Matcher::Text(needle) => text.contains(needle.as_str()),
             Matcher::Regex(re) => re.is_match(text),
-        }
-    }
-
-    /// The names of its capture groups.
-    pub fn capture_names(&self) -> Vec<&str> {
-        match self {
-            Matcher::Text(_) => Vec::new(),
-            Matcher::Regex(re) => re.capture_names().flatten().collect(),
         }
     }
 }
@@ -171,16 +208,13 @@ pub struct CompiledEventPolicy {
 /// Every events policy, compiled and indexed; built once per change, shared by all sessions.
 #[derive(Debug, Default)]
 pub struct Policies {
-    devices: HashMap<i64, Device>,
-    by_name: HashMap<String, Vec<i64>>,
-    by_short_name: HashMap<String, Vec<i64>>,
-    by_ip: HashMap<IpAddr, Vec<i64>>,
+    devices: Arc<Devices>,
     /// Originator policies in the order they are tried.
     pub originators: Vec<CompiledOriginator>,
     /// Event policies, all tried.
     event_policies: Vec<CompiledEventPolicy>,
     /// The event policies grouped by the text they are tried on, each group's first match
-    /// strings in one set, so one pass over that text finds the candidates.
+    /// strings in one prefilter, so one pass over that text finds the candidates.
     groups: Vec<Group>,
 }
 
@@ -191,36 +225,137 @@ struct Group {
     match_in: Option<MatchIn>,
     /// Its policies, as indexes into `event_policies`, in order.
     members: Vec<usize>,
-    /// Every member's first match string, member for member; `None` when the set would
-    /// exceed the regex size limits.
-    first_set: Option<RegexSet>,
+    /// Finds the members whose first match strings may match.
+    prefilter: Prefilter,
 }
 
-/// One set of these policies' first match strings (literals escaped); `None` when too large
-/// for the limits (each policy's own matcher is then tried in turn, as fast per policy).
-fn first_set<'a>(policies: impl Iterator<Item = &'a CompiledEventPolicy>) -> Option<RegexSet> {
-    let patterns = policies.map(|p| match &p.first {
-        Matcher::Text(needle) => regex::escape(needle),
-        Matcher::Regex(re) => re.as_str().to_owned(),
-    });
-    RegexSetBuilder::new(patterns)
-        .size_limit(SET_SIZE_LIMIT)
-        .dfa_size_limit(SET_SIZE_LIMIT)
-        .build()
-        .ok()
+/// A device as mail is aligned to it: its id and name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeviceRef<'a> {
+    /// `devices.id`.
+    pub id: i64,
+    /// Its name.
+    pub name: &'a str,
 }
 
-/// Size limit of the compiled first-match set (each regex in it already passed its own).
-const SET_SIZE_LIMIT: usize = 32 << 20;
-
-/// A device name as compared: ASCII case folded.
-fn name_key(name: &str) -> String {
-    name.to_ascii_lowercase()
+/// The devices, by id, and indexed by name, by name up to the first dot and by IP address:
+/// what alignment needs of them, packed (the names one after another; the indexes a hash and
+/// a position, not copies), so that 100,000 devices take about 8 MB. Shared by the policies of
+/// successive reloads while the devices do not change.
+#[derive(Debug, Default)]
+pub struct Devices {
+    /// Every device's id, ascending.
+    ids: Vec<i64>,
+    /// Every device's name, in the same order, one after another.
+    names: String,
+    /// Where each device's name ends in `names`.
+    ends: Vec<u32>,
+    /// (hash of the name, ASCII case folded; position), sorted.
+    by_name: Vec<(u64, u32)>,
+    /// (hash of the name up to its first dot, ASCII case folded; position), sorted.
+    by_short_name: Vec<(u64, u32)>,
+    /// (IP address, position), sorted.
+    by_ip: Vec<(IpAddr, u32)>,
 }
 
-/// A device name up to its first dot, as compared with `strip_fqdn`.
-fn short_key(name: &str) -> String {
-    name_key(name.split('.').next().unwrap_or(name))
+/// A name up to its first dot, as compared with `strip_fqdn`.
+fn short_name(name: &str) -> &str {
+    name.split('.').next().unwrap_or(name)
+}
+
+/// The 64-bit FNV-1a hash of `name`, ASCII case folded. The indexes confirm every hit with the
+/// name itself, so a collision costs a comparison, never a wrong device.
+fn folded_hash(name: &str) -> u64 {
+    name.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b.to_ascii_lowercase())).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+impl Devices {
+    /// Indexes `devices`.
+    pub fn new(mut devices: Vec<Device>) -> Devices {
+        devices.sort_unstable_by_key(|d| d.id);
+        let position = |i: usize| u32::try_from(i).expect("fewer than 2^32 devices");
+        let n = devices.len();
+        let mut d = Devices {
+            ids: Vec::with_capacity(n),
+            names: String::with_capacity(devices.iter().map(|d| d.name.len()).sum()),
+            ends: Vec::with_capacity(n),
+            by_name: Vec::with_capacity(n),
+            by_short_name: Vec::with_capacity(n),
+            by_ip: Vec::with_capacity(devices.iter().filter(|d| d.ip.is_some()).count()),
+        };
+        for (i, device) in devices.into_iter().enumerate() {
+            d.by_name.push((folded_hash(&device.name), position(i)));
+            d.by_short_name
+                .push((folded_hash(short_name(&device.name)), position(i)));
+            if let Some(ip) = device.ip {
+                d.by_ip.push((ip, position(i)));
+            }
+            d.ids.push(device.id);
+            d.names.push_str(&device.name);
+            d.ends.push(position(d.names.len()));
+        }
+        d.by_name.sort_unstable();
+        d.by_short_name.sort_unstable();
+        d.by_ip.sort_unstable();
+        d
+    }
+
+    /// How many there are.
+    fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// The device at `position`.
+    fn at_position(&self, position: usize) -> DeviceRef<'_> {
+        let start = position
+            .checked_sub(1)
+            .map_or(0, |before| self.ends[before] as usize);
+        DeviceRef {
+            id: self.ids[position],
+            name: &self.names[start..self.ends[position] as usize],
+        }
+    }
+
+    /// The device with this id.
+    fn get(&self, id: i64) -> Option<DeviceRef<'_>> {
+        let i = self.ids.binary_search(&id).ok()?;
+        Some(self.at_position(i))
+    }
+
+    /// The devices an index holds under `key`.
+    fn under<'a, K: Ord + Copy + 'a>(
+        &'a self,
+        index: &'a [(K, u32)],
+        key: K,
+    ) -> impl Iterator<Item = DeviceRef<'a>> + 'a {
+        let start = index.partition_point(|&(k, _)| k < key);
+        let hits = index[start..].iter().take_while(move |&&(k, _)| k == key);
+        hits.map(|&(_, i)| self.at_position(i as usize))
+    }
+
+    /// The devices named `name`, ignoring ASCII case (up to the first dot on both sides with
+    /// `strip_fqdn`).
+    fn named<'a: 'k, 'k>(
+        &'a self,
+        name: &'k str,
+        strip_fqdn: bool,
+    ) -> impl Iterator<Item = DeviceRef<'a>> + 'k {
+        let (index, fold): (_, fn(&str) -> &str) = if strip_fqdn {
+            (&self.by_short_name, short_name)
+        } else {
+            (&self.by_name, |n| n)
+        };
+        let key = fold(name);
+        self.under(index, folded_hash(key))
+            .filter(move |d| fold(d.name).eq_ignore_ascii_case(key))
+    }
+
+    /// The devices with this address.
+    fn with_ip(&self, ip: IpAddr) -> impl Iterator<Item = DeviceRef<'_>> {
+        self.under(&self.by_ip, ip)
+    }
 }
 
 impl Policies {
@@ -232,24 +367,21 @@ impl Policies {
         originators: Vec<Originator>,
         event_policies: Vec<EventPolicy>,
     ) -> (Policies, Vec<String>) {
+        Policies::with_devices(Arc::new(Devices::new(devices)), originators, event_policies)
+    }
+
+    /// As [`Policies::new`], with devices already indexed.
+    pub fn with_devices(
+        devices: Arc<Devices>,
+        originators: Vec<Originator>,
+        event_policies: Vec<EventPolicy>,
+    ) -> (Policies, Vec<String>) {
         let mut problems = Vec::new();
-        let mut p = Policies::default();
-        let mut device_ids: HashMap<String, i64> = HashMap::new();
-        for device in devices {
-            p.by_name
-                .entry(name_key(&device.name))
-                .or_default()
-                .push(device.id);
-            p.by_short_name
-                .entry(short_key(&device.name))
-                .or_default()
-                .push(device.id);
-            if let Some(ip) = device.ip {
-                p.by_ip.entry(ip).or_default().push(device.id);
-            }
-            device_ids.insert(device.name.clone(), device.id);
-            p.devices.insert(device.id, device);
-        }
+        let mut p = Policies {
+            devices,
+            event_policies: Vec::with_capacity(event_policies.len()),
+            ..Policies::default()
+        };
         for policy in originators {
             let extractor = match policy.pattern_type {
                 PatternType::Classic => Ok(Extractor::Classic(policy.pattern.clone())),
@@ -265,7 +397,7 @@ impl Policies {
             }
         }
         for policy in event_policies {
-            match compile_event_policy(policy, &p.originators, &device_ids, &mut problems) {
+            match compile_event_policy(policy, &p.originators, &p.devices, &mut problems) {
                 Ok(compiled) => p.event_policies.push(compiled),
                 Err((name, e)) => problems.push(format!("event_policy {name:?}: {e}")),
             }
@@ -277,13 +409,13 @@ impl Policies {
                 None => p.groups.push(Group {
                     match_in,
                     members: vec![i],
-                    first_set: None,
+                    prefilter: Prefilter::default(),
                 }),
             }
         }
         for group in &mut p.groups {
-            let members = group.members.iter().map(|&i| &p.event_policies[i]);
-            group.first_set = first_set(members);
+            let members = group.members.iter().map(|&i| &p.event_policies[i].first);
+            group.prefilter = Prefilter::new(members);
         }
         (p, problems)
     }
@@ -299,19 +431,16 @@ impl Policies {
         &'a self,
         text: impl Fn(Option<MatchIn>) -> &'t str,
     ) -> Vec<&'a CompiledEventPolicy> {
-        let mut found: Vec<usize> = Vec::new();
+        let (mut found, mut candidates) = (Vec::new(), Vec::new());
         for group in &self.groups {
             let text = text(group.match_in);
-            match &group.first_set {
-                Some(set) => found.extend(set.matches(text).into_iter().map(|i| group.members[i])),
-                None => found.extend(
-                    group
-                        .members
-                        .iter()
-                        .copied()
-                        .filter(|&i| self.event_policies[i].first.is_match(text)),
-                ),
-            }
+            group.prefilter.candidates(text, &mut candidates);
+            found.extend(
+                candidates
+                    .iter()
+                    .map(|&c| group.members[c as usize])
+                    .filter(|&i| self.event_policies[i].first.is_match(text)),
+            );
         }
         if self.groups.len() > 1 {
             found.sort_unstable();
@@ -320,8 +449,13 @@ impl Policies {
     }
 
     /// The device with this id.
-    pub fn device(&self, id: i64) -> Option<&Device> {
-        self.devices.get(&id)
+    pub fn device(&self, id: i64) -> Option<DeviceRef<'_>> {
+        self.devices.get(id)
+    }
+
+    /// The devices, indexed.
+    pub fn devices(&self) -> &Arc<Devices> {
+        &self.devices
     }
 
     /// The name of the event policy with this id.
@@ -339,26 +473,18 @@ impl Policies {
 
     /// The device an identifier names: an IP address, else a name (up to the first dot with
     /// `strip_fqdn`, on both sides), else a numeric device ID. Several matches: the highest ID.
-    pub fn find_device(&self, identifier: &str, strip_fqdn: bool) -> Option<&Device> {
-        let highest = |ids: Option<&Vec<i64>>| ids.and_then(|ids| ids.iter().max().copied());
-        let id = if let Ok(ip) = identifier.parse::<IpAddr>() {
-            highest(self.by_ip.get(&ip))
-        } else {
-            let by_name = if strip_fqdn {
-                highest(self.by_short_name.get(&short_key(identifier)))
-            } else {
-                highest(self.by_name.get(&name_key(identifier)))
-            };
-            by_name.or_else(|| {
-                let digits =
-                    !identifier.is_empty() && identifier.bytes().all(|b| b.is_ascii_digit());
-                digits
-                    .then(|| identifier.parse::<i64>().ok())
-                    .flatten()
-                    .filter(|id| self.devices.contains_key(id))
-            })
-        }?;
-        self.devices.get(&id)
+    pub fn find_device(&self, identifier: &str, strip_fqdn: bool) -> Option<DeviceRef<'_>> {
+        if let Ok(ip) = identifier.parse::<IpAddr>() {
+            return self.devices.with_ip(ip).max_by_key(|d| d.id);
+        }
+        let named = self.devices.named(identifier, strip_fqdn);
+        named.max_by_key(|d| d.id).or_else(|| {
+            let digits = !identifier.is_empty() && identifier.bytes().all(|b| b.is_ascii_digit());
+            digits
+                .then(|| identifier.parse::<i64>().ok())
+                .flatten()
+                .and_then(|id| self.devices.get(id))
+        })
     }
 }
 
@@ -373,7 +499,7 @@ pub fn scope_names(entry: &str, name: Option<&str>, address: &str) -> bool {
 fn compile_event_policy(
     policy: EventPolicy,
     originators: &[CompiledOriginator],
-    devices: &HashMap<String, i64>,
+    devices: &Devices,
     problems: &mut Vec<String>,
 ) -> Result<CompiledEventPolicy, (String, String)> {
     let fail = |e: String| (policy.name.clone(), e);
@@ -413,9 +539,10 @@ fn compile_event_policy(
     if !policy.devices.is_empty() {
         let mut ids = HashSet::new();
         for entry in &policy.devices {
-            match devices.get(entry) {
-                Some(id) => {
-                    ids.insert(*id);
+            // Names are unique as written; the index folds case, the scope does not.
+            match devices.named(entry, false).find(|d| d.name == entry) {
+                Some(device) => {
+                    ids.insert(device.id);
                 }
                 None => problems.push(format!(
                     "event_policy {:?}: devices: {entry:?} is no device; the policy is not tried for it",
@@ -510,6 +637,13 @@ mod tests {
         ] {
             assert_eq!(found(ident, strip), want, "{ident:?} strip_fqdn={strip}");
         }
+        // By id, each with its own name out of the packed ones.
+        let named = |id| p.device(id).map(|d| d.name);
+        assert_eq!(named(1), Some("nas1.example.com"));
+        assert_eq!(named(7), Some("NAS1.lab.example.com"));
+        assert_eq!(named(1234), Some("by-id"));
+        assert_eq!(named(2), None);
+        assert_eq!(p.device_count(), 5);
     }
 
     #[test]
@@ -540,5 +674,9 @@ mod tests {
         let re = Matcher::new(MatchLogic::Regex, r"(?i)disk \d+ (degraded|failed)").expect("re");
         assert!(re.is_match("DISK 3 Degraded"));
         assert!(!re.is_match("disk three degraded"));
+        // Parsed when made, compiled when used: one too large to compile never matches.
+        assert!(Matcher::new(MatchLogic::Regex, "(").is_err());
+        let huge = Matcher::new(MatchLogic::Regex, r"\w{1000}{1000}|x").expect("parses");
+        assert!(!huge.is_match("x"));
     }
 }

@@ -170,12 +170,7 @@ fn out_of_scope(t: &Tried<'_>) -> String {
 
 /// One planned write, in words.
 fn describe(policies: &Policies, write: &Write) -> String {
-    let device = |id: i64| {
-        policies
-            .device(id)
-            .map_or("?", |d| d.name.as_str())
-            .to_owned()
-    };
+    let device = |id: i64| policies.device(id).map_or("?", |d| d.name).to_owned();
     let policy = |id: i64| policies.event_policy_name(id).unwrap_or("?").to_owned();
     let with_key = |key: Option<&str>| match key {
         Some(key) if !key.is_empty() => format!(" with key {key:?}"),

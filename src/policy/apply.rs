@@ -1,14 +1,17 @@
 //! `mailops policy apply`: makes the database's policies what a file says, in one transaction.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 
 use deadpool_postgres::Pool;
+use futures_util::future::try_join_all;
 use tokio_postgres::Transaction;
 
 use super::file::DEFAULT_TIMEZONE;
 use super::plan::{self, Existing, Op};
 use super::{Error, PolicyFile, Summary};
 use crate::config::Inbound;
+use crate::events::model::Device;
 use crate::expect::model::{Every, From};
 use crate::store;
 
@@ -75,7 +78,9 @@ async fn read(tx: &Transaction<'_>) -> Result<Existing, store::Error> {
 }
 
 /// Makes the plan's writes, in order. Each UPDATE also checks that the row still differs, so a
-/// row someone else already changed to the same values is left alone.
+/// row someone else already changed to the same values is left alone. Consecutive ops that are
+/// [`written_together`] make one statement, or one pipeline: a round trip per row is what made
+/// large files slow to apply.
 async fn write(tx: &Transaction<'_>, ops: &[Op]) -> Result<(), tokio_postgres::Error> {
     // Provisional (negative) ids of the rows inserted here, to the ids they got.
     let (mut devices, mut policies) = (HashMap::new(), HashMap::new());
@@ -88,30 +93,52 @@ async fn write(tx: &Transaction<'_>, ops: &[Op]) -> Result<(), tokio_postgres::E
             id
         }
     };
-    for op in ops {
+    for run in ops.chunk_by(written_together) {
+        // An op no other is written together with is a run of its own.
+        let op = &run[0];
         match op {
             Op::InsertDevice(d) if d.id > 0 => {
+                let c = DeviceColumns::of(run);
                 tx.execute(
-                    "INSERT INTO devices (id, name, ip, organization) VALUES ($1, $2, $3, $4)",
-                    &[&d.id, &d.name, &d.ip, &d.organization],
+                    "INSERT INTO devices (id, name, ip, organization)
+                     SELECT * FROM unnest($1::bigint[], $2::text[], $3::inet[], $4::text[])",
+                    &[&c.id, &c.name, &c.ip, &c.organization],
                 )
                 .await?;
             }
-            Op::InsertDevice(d) => {
-                let row = tx
-                    .query_one(
-                        "INSERT INTO devices (name, ip, organization) VALUES ($1, $2, $3)
-                         RETURNING id",
-                        &[&d.name, &d.ip, &d.organization],
+            Op::InsertDevice(_) => {
+                let c = DeviceColumns::of(run);
+                // ORDER BY: ids are assigned in file order, as one insert per device did.
+                let rows = tx
+                    .query(
+                        "INSERT INTO devices (name, ip, organization)
+                         SELECT name, ip, organization
+                         FROM unnest($1::text[], $2::inet[], $3::text[])
+                              WITH ORDINALITY AS d (name, ip, organization, n)
+                         ORDER BY n
+                         RETURNING id, name",
+                        &[&c.name, &c.ip, &c.organization],
                     )
                     .await?;
-                devices.insert(d.id, row.get(0));
+                // Device names are unique: a returned name finds the row's provisional id.
+                let provisional: HashMap<&str, i64> = c.name.iter().copied().zip(c.id).collect();
+                for row in &rows {
+                    let name: &str = row.get(1);
+                    let id = provisional
+                        .get(name)
+                        .expect("the insert returns the names it was given");
+                    devices.insert(*id, row.get(0));
+                }
             }
-            Op::UpdateDevice(d) => {
+            Op::UpdateDevice(_) => {
+                let c = DeviceColumns::of(run);
                 tx.execute(
-                    "UPDATE devices SET ip = $2, organization = $3, updated_at = now()
-                     WHERE id = $1 AND (ip, organization) IS DISTINCT FROM ($2::inet, $3::text)",
-                    &[&d.id, &d.ip, &d.organization],
+                    "UPDATE devices d
+                     SET ip = u.ip, organization = u.organization, updated_at = now()
+                     FROM unnest($1::bigint[], $2::inet[], $3::text[]) AS u (id, ip, organization)
+                     WHERE d.id = u.id
+                       AND (d.ip, d.organization) IS DISTINCT FROM (u.ip, u.organization)",
+                    &[&c.id, &c.ip, &c.organization],
                 )
                 .await?;
             }
@@ -172,7 +199,7 @@ async fn write(tx: &Transaction<'_>, ops: &[Op]) -> Result<(), tokio_postgres::E
                 )
                 .await?;
             }
-            Op::InsertEventPolicy(p) | Op::UpdateEventPolicy(p) => {
+            Op::InsertEventPolicy(_) | Op::UpdateEventPolicy(_) => {
                 // One statement for both: a policy is known by its name. An update writes
                 // only when a column differs.
                 let json = |map: serde_json::Value| {
@@ -183,8 +210,8 @@ async fn write(tx: &Transaction<'_>, ops: &[Op]) -> Result<(), tokio_postgres::E
                 fn list(names: &[String]) -> Option<&[String]> {
                     (!names.is_empty()).then_some(names)
                 }
-                let row = tx
-                    .query_opt(
+                let upsert = tx
+                    .prepare(
                         "INSERT INTO event_policies
                              (name, action, severity, severity_from, severity_map, key, key_map,
                               message, match_logic, first_match, second_match, originators,
@@ -219,6 +246,16 @@ async fn write(tx: &Transaction<'_>, ops: &[Op]) -> Result<(), tokio_postgres::E
                                 excluded.expire_after_s, excluded.expire_healthy_after_s,
                                 excluded.match_in, excluded.rate_count, excluded.rate_per_s)
                          RETURNING id",
+                    )
+                    .await?;
+                // Pipelined: the statements go out without waiting for each reply, and the
+                // replies (and so the first error) come back in order.
+                let rows = try_join_all(run.iter().map(|op| async {
+                    let (Op::InsertEventPolicy(p) | Op::UpdateEventPolicy(p)) = op else {
+                        unreachable!("a run of event policy writes holds only those")
+                    };
+                    tx.query_opt(
+                        &upsert,
                         &[
                             &p.name,
                             &p.action.as_str(),
@@ -240,9 +277,13 @@ async fn write(tx: &Transaction<'_>, ops: &[Op]) -> Result<(), tokio_postgres::E
                             &p.rate.map(|r| r.per_s),
                         ],
                     )
-                    .await?;
-                if let (Op::InsertEventPolicy(_), Some(row)) = (op, row) {
-                    policies.insert(p.id, row.get(0));
+                    .await
+                }))
+                .await?;
+                for (op, row) in run.iter().zip(rows) {
+                    if let (Op::InsertEventPolicy(p), Some(row)) = (op, row) {
+                        policies.insert(p.id, row.get(0));
+                    }
                 }
             }
             Op::SetClears { id, clears_ids } => {
@@ -471,4 +512,45 @@ async fn write(tx: &Transaction<'_>, ops: &[Op]) -> Result<(), tokio_postgres::E
         }
     }
     Ok(())
+}
+
+/// Whether `next` is written together with `op` just before it: device inserts with pinned ids,
+/// device inserts with assigned ids, device updates, and event policy upserts.
+fn written_together(op: &Op, next: &Op) -> bool {
+    match (op, next) {
+        (Op::InsertDevice(a), Op::InsertDevice(b)) => (a.id > 0) == (b.id > 0),
+        (Op::UpdateDevice(_), Op::UpdateDevice(_)) => true,
+        (
+            Op::InsertEventPolicy(_) | Op::UpdateEventPolicy(_),
+            Op::InsertEventPolicy(_) | Op::UpdateEventPolicy(_),
+        ) => true,
+        _ => false,
+    }
+}
+
+/// The columns of a run of device writes, one array each, for `unnest`.
+struct DeviceColumns<'a> {
+    id: Vec<i64>,
+    name: Vec<&'a str>,
+    ip: Vec<Option<IpAddr>>,
+    organization: Vec<Option<&'a str>>,
+}
+
+impl<'a> DeviceColumns<'a> {
+    /// The columns of `run`, a run of [`Op::InsertDevice`] or [`Op::UpdateDevice`].
+    fn of(run: &'a [Op]) -> Self {
+        let devices: Vec<&Device> = run
+            .iter()
+            .map(|op| match op {
+                Op::InsertDevice(d) | Op::UpdateDevice(d) => d,
+                _ => unreachable!("a run of device writes holds only those"),
+            })
+            .collect();
+        DeviceColumns {
+            id: devices.iter().map(|d| d.id).collect(),
+            name: devices.iter().map(|d| d.name.as_str()).collect(),
+            ip: devices.iter().map(|d| d.ip).collect(),
+            organization: devices.iter().map(|d| d.organization.as_deref()).collect(),
+        }
+    }
 }

@@ -77,12 +77,13 @@ pub async fn load(pool: &Pool) -> Result<Model, Error> {
 }
 
 /// Reads what `serve` holds in memory, in one snapshot: `valid_recipients`, every policy, and
-/// the key probe tokens are signed with.
-pub async fn load_serving(pool: &Pool) -> Result<(Router, Model, Key), Error> {
+/// the key probe tokens are signed with. The devices only `with_devices` (a reload that knows
+/// they have not changed keeps those it has): else `Model::devices` is empty.
+pub async fn load_serving(pool: &Pool, with_devices: bool) -> Result<(Router, Model, Key), Error> {
     let mut client = pool.get().await?;
     let tx = snapshot(&mut client).await?;
     let router = recipients::read(&*tx).await?;
-    let model = read(&*tx).await?;
+    let model = read_tables(&*tx, with_devices).await?;
     let key = Key::new(
         tx.query_one("SELECT key FROM roundtrip_key", &[])
             .await?
@@ -104,22 +105,50 @@ async fn snapshot(
         .await?)
 }
 
-/// Reads every policy table through `client` (a transaction, for a consistent view).
-pub async fn read(client: &impl GenericClient) -> Result<Model, Error> {
-    let devices = client
-        .query(
-            "SELECT id, name, ip, organization FROM devices ORDER BY id",
-            &[],
-        )
+/// How many devices [`devices`] reads per query.
+const DEVICES_PER_READ: i64 = 5_000;
+
+/// Every device, by id, read a page at a time: the rows of 100,000 devices at once would take
+/// several times the memory of the devices themselves.
+async fn devices(client: &impl GenericClient) -> Result<Vec<Device>, Error> {
+    // Sized once: growing by doubling would hold up to twice the devices' memory meanwhile.
+    let count: i64 = client
+        .query_one("SELECT count(*) FROM devices", &[])
         .await?
-        .iter()
-        .map(|r| Device {
+        .get(0);
+    let mut devices: Vec<Device> = Vec::with_capacity(usize::try_from(count).unwrap_or(0));
+    loop {
+        let after = devices.last().map_or(i64::MIN, |d| d.id);
+        let rows = client
+            .query(
+                "SELECT id, name, ip, organization FROM devices WHERE id > $1 ORDER BY id LIMIT $2",
+                &[&after, &DEVICES_PER_READ],
+            )
+            .await?;
+        devices.extend(rows.iter().map(|r| Device {
             id: r.get("id"),
             name: r.get("name"),
             ip: r.get("ip"),
             organization: r.get("organization"),
-        })
-        .collect();
+        }));
+        if (rows.len() as i64) < DEVICES_PER_READ {
+            return Ok(devices);
+        }
+    }
+}
+
+/// Reads every policy table through `client` (a transaction, for a consistent view).
+pub async fn read(client: &impl GenericClient) -> Result<Model, Error> {
+    read_tables(client, true).await
+}
+
+/// Reads every policy table through `client`, the devices only `with_devices`.
+async fn read_tables(client: &impl GenericClient, with_devices: bool) -> Result<Model, Error> {
+    let devices = if with_devices {
+        devices(client).await?
+    } else {
+        Vec::new()
+    };
     let originators = client
         .query(
             "SELECT id, name, address, regex_type, pattern_type, pattern, alignment,

@@ -327,6 +327,43 @@ async fn policies_changed_while_serving_apply_to_the_next_mail() {
             "UPS nas1.example.com overheating"
         )]
     );
+
+    // That reload kept the devices it had (only event_policies changed); a device added now is
+    // read again and found.
+    db.client()
+        .await
+        .batch_execute("INSERT INTO devices (id, name) VALUES (1000, 'nas2.example.com')")
+        .await
+        .expect("new device");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        n += 1;
+        let id = format!("p3-{n}");
+        send(
+            &s,
+            None,
+            &alert(&id, "UPS nas2.example.com overheating", "temperature 70C"),
+        )
+        .await;
+        if events(&db).await.len() == 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the new device was never found");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let on: Vec<String> = db
+        .client()
+        .await
+        .query(
+            "SELECT d.name FROM events e JOIN devices d ON d.id = e.device_id ORDER BY e.id",
+            &[],
+        )
+        .await
+        .expect("devices")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(on, ["nas1.example.com", "nas2.example.com"]);
 }
 
 /// `mailops policy test MESSAGE --policies POLICIES` with no database to reach (the file alone

@@ -322,7 +322,7 @@ fn packs_together_leave_each_product_to_its_own_pack() {
                 Settings::default(),
             );
             let by = decision.originator.and_then(|o| o.name.clone());
-            let got = decision.device.map(|d| d.name.as_str());
+            let got = decision.device.map(|d| d.name);
             if got != Some(device.as_str()) || !by.as_ref().is_some_and(|b| own.contains(b)) {
                 wrong.push(format!(
                     "{name}/{}: device {got:?} through originator {by:?}, expected {device:?} through one of {own:?}",

@@ -37,7 +37,7 @@ struct Server {
 
 async fn start(config: &Config, pool: deadpool_postgres::Pool) -> Server {
     let current = state::Current::default();
-    current.replace(state::load(&pool).await.expect("state"));
+    current.replace(state::load(&pool, None).await.expect("state"));
     let listener = lmtp::Listener::bind(&config.lmtp.listen, "")
         .await
         .expect("bind");
@@ -258,7 +258,7 @@ async fn copies_stored_together_share_a_commit_and_survive_a_redelivery_among_th
     let db = TestDb::new().await;
     let (_config, _server) = ready(&db).await;
     let current = state::Current::default();
-    current.replace(state::load(&db.pool).await.expect("state"));
+    current.replace(state::load(&db.pool, None).await.expect("state"));
     let backend = Delivery::new(db.pool.clone(), current, Default::default(), None);
 
     let first = deliver_at_once(&backend, 0..30).await;
@@ -311,7 +311,7 @@ async fn an_unreachable_database_answers_451_and_writes_nothing() {
         .expect("sync");
     // The state comes from the real database; the pool for deliveries points at a dead port.
     let current = state::Current::default();
-    current.replace(state::load(&db.pool).await.expect("state"));
+    current.replace(state::load(&db.pool, None).await.expect("state"));
     let dead = store::pool("postgres://mailops@127.0.0.1:1/mailops", 2).expect("pool");
     let listener = lmtp::Listener::bind(&Listen::Tcp("127.0.0.1:0".parse().unwrap()), "")
         .await

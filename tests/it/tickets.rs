@@ -427,7 +427,7 @@ async fn lmtp_server(db: &TestDb, extra: &str) -> String {
         .await
         .expect("sync");
     let current = state::Current::default();
-    current.replace(state::load(&db.pool).await.expect("state"));
+    current.replace(state::load(&db.pool, None).await.expect("state"));
     let listener = lmtp::Listener::bind(&config.lmtp.listen, "")
         .await
         .expect("bind");

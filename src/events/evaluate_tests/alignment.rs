@@ -8,7 +8,7 @@ fn device_of(p: &Policies, a: &Alert<'_>, strip_fqdn: bool) -> Option<String> {
         strip_fqdn,
         ..Settings::default()
     };
-    evaluate(p, a, settings).device.map(|d| d.name.clone())
+    evaluate(p, a, settings).device.map(|d| d.name.to_owned())
 }
 
 #[test]
@@ -250,7 +250,7 @@ fn the_device_can_come_from_the_sender_or_a_header() {
         let p = from(address, regex_type.clone(), pattern);
         let d = evaluate(&p, &a, Settings::default());
         assert_eq!(
-            d.device.map(|d| d.name.as_str()),
+            d.device.map(|d| d.name),
             want,
             "{address} {regex_type:?} {pattern}"
         );

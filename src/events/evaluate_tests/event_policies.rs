@@ -65,6 +65,9 @@ fn one_pass_over_many_policies_finds_what_each_policy_would() {
         (Regex, r"(?i)VOLUME \d"),
         (Regex, r"disk [a-z]+ failed"),
         (Regex, r"^Volume"),
+        // Found through the literal every match ends with, and through none.
+        (Regex, r"[a-z]+ \[x\]"),
+        (Regex, r"\d \w+:"),
     ]
     .into_iter()
     .enumerate()
@@ -87,7 +90,7 @@ fn one_pass_over_many_policies_finds_what_each_policy_would() {
         .iter()
         .map(|e| e.policy.id)
         .collect();
-    assert_eq!(each, [1, 3, 5, 6, 8]);
+    assert_eq!(each, [1, 3, 5, 6, 8, 9, 10]);
     assert_eq!(once, each);
 }
 

@@ -1,0 +1,246 @@
+//! Which of many event policies' first match strings can match a text, found in one pass.
+//!
+//! Every policy contributes literals to one Aho–Corasick automaton (ASCII case folded): a text
+//! policy its string, a regex policy the literals each of its matches must start with (or, when
+//! those say nothing, end with). A policy one of whose literals occurs in the text is a
+//! candidate, which its own matcher then confirms; a regex whose matches share no literal is a
+//! candidate for every text. The cost per text is one scan plus the few candidates, however
+//! many policies there are, and no policy's regex runs (or keeps a cache) unless the text holds
+//! its literal.
+
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
+use regex_syntax::hir::literal::{ExtractKind, Extractor};
+
+use super::model::parse_regex;
+use super::policies::Matcher;
+
+/// Most literals one policy may add; a regex that needs more is tried on every text instead.
+const MAX_LITERALS: usize = 64;
+
+/// The candidates among a list of matchers, by position in that list.
+#[derive(Debug, Default)]
+pub struct Prefilter {
+    /// Every literal, when there are any.
+    automaton: Option<AhoCorasick>,
+    /// The position each of the automaton's literals stands for.
+    owners: Vec<u32>,
+    /// The positions with no literals: candidates for every text.
+    always: Vec<u32>,
+}
+
+impl Prefilter {
+    /// The prefilter of `matchers`, in order.
+    pub fn new<'a>(matchers: impl IntoIterator<Item = &'a Matcher>) -> Prefilter {
+        let (mut literals, mut owners, mut always) = (Vec::new(), Vec::new(), Vec::new());
+        for (position, matcher) in matchers.into_iter().enumerate() {
+            let position = u32::try_from(position).expect("fewer than 2^32 policies");
+            match required_literals(matcher) {
+                Some(found) => {
+                    owners.extend(std::iter::repeat_n(position, found.len()));
+                    literals.extend(found);
+                }
+                None => always.push(position),
+            }
+        }
+        let automaton = (!literals.is_empty()).then(|| {
+            AhoCorasickBuilder::new()
+                .ascii_case_insensitive(true)
+                .match_kind(MatchKind::Standard)
+                // Not a DFA: thousands of literals make one of megabytes, built on each reload.
+                .kind(Some(AhoCorasickKind::ContiguousNFA))
+                .build(&literals)
+                .expect("literals of bounded length always build")
+        });
+        Prefilter {
+            automaton,
+            owners,
+            always,
+        }
+    }
+
+    /// The positions that may match `text`, ascending and each once, into `found` (cleared
+    /// first). Each must still be confirmed by its matcher.
+    pub fn candidates(&self, text: &str, found: &mut Vec<u32>) {
+        found.clear();
+        found.extend_from_slice(&self.always);
+        if let Some(automaton) = &self.automaton {
+            found.extend(
+                automaton
+                    .find_overlapping_iter(text)
+                    .map(|m| self.owners[m.pattern().as_usize()]),
+            );
+        }
+        found.sort_unstable();
+        found.dedup();
+    }
+}
+
+/// Literals, ASCII lower-cased, at least one of which occurs in every text `matcher` matches;
+/// `None` when there are none worth searching for (every text is then a candidate).
+fn required_literals(matcher: &Matcher) -> Option<Vec<Vec<u8>>> {
+    let pattern = match matcher {
+        Matcher::Text(needle) if needle.is_empty() => return None,
+        Matcher::Text(needle) => return Some(vec![needle.to_ascii_lowercase().into_bytes()]),
+        Matcher::Regex(re) => re.as_str(),
+    };
+    let hir = parse_regex(pattern).ok()?;
+    let mut best: Option<Vec<Vec<u8>>> = None;
+    for kind in [ExtractKind::Prefix, ExtractKind::Suffix] {
+        let seq = Extractor::new().kind(kind).extract(&hir);
+        let Some(found) = seq.literals() else {
+            continue;
+        };
+        let mut folded: Vec<Vec<u8>> = found
+            .iter()
+            .map(|l| l.as_bytes().to_ascii_lowercase())
+            .collect();
+        folded.sort_unstable();
+        folded.dedup();
+        let shortest = folded.iter().map(Vec::len).min().unwrap_or(0);
+        if shortest == 0 || folded.len() > MAX_LITERALS {
+            continue;
+        }
+        // The kind whose shortest literal is longer finds fewer false candidates.
+        if best
+            .as_ref()
+            .is_none_or(|b| b.iter().map(Vec::len).min().unwrap_or(0) < shortest)
+        {
+            best = Some(folded);
+        }
+    }
+    best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::model::MatchLogic;
+
+    fn prefilter(patterns: &[(MatchLogic, &str)]) -> (Vec<Matcher>, Prefilter) {
+        let matchers: Vec<Matcher> = patterns
+            .iter()
+            .map(|(logic, p)| Matcher::new(*logic, p).expect("compiles"))
+            .collect();
+        let prefilter = Prefilter::new(&matchers);
+        (matchers, prefilter)
+    }
+
+    /// The candidates of `text`, and those its matchers confirm.
+    fn found(matchers: &[Matcher], prefilter: &Prefilter, text: &str) -> (Vec<u32>, Vec<u32>) {
+        let mut candidates = Vec::new();
+        prefilter.candidates(text, &mut candidates);
+        let confirmed = candidates
+            .iter()
+            .copied()
+            .filter(|&i| matchers[i as usize].is_match(text))
+            .collect();
+        (candidates, confirmed)
+    }
+
+    #[test]
+    fn literals_of_text_and_regex_policies() {
+        use MatchLogic::{Regex, Text};
+        for (logic, pattern, want) in [
+            (
+                Text,
+                "Service check 12 is CRITICAL",
+                Some(vec!["service check 12 is critical"]),
+            ),
+            (Text, "", None),
+            (
+                Regex,
+                r"Job (failed|aborted)",
+                Some(vec!["job aborted", "job failed"]),
+            ),
+            // Case-insensitive: its case variants fold to one literal (a prefix of it, as the
+            // extractor shortens long variant lists).
+            (
+                Regex,
+                r"(?i)volume 12 (degraded|failed)",
+                Some(vec!["volu"]),
+            ),
+            // Anchors and classes end a prefix; a leading .* leaves only the suffix.
+            (
+                Regex,
+                r"^\[product3\] (\S+) is down",
+                Some(vec!["[product3] "]),
+            ),
+            (
+                Regex,
+                r".*backup (failed|error)",
+                Some(vec!["backup error", "backup failed"]),
+            ),
+            // Nothing every match shares: tried on every text.
+            (Regex, r"\d+ errors?|warnings: \d+", None),
+            (Regex, r"(?s).*", None),
+        ] {
+            let matcher = Matcher::new(logic, pattern).expect("compiles");
+            let got = required_literals(&matcher);
+            let want: Option<Vec<Vec<u8>>> =
+                want.map(|w| w.iter().map(|l| l.as_bytes().to_vec()).collect());
+            if pattern.starts_with("(?i)") {
+                // Only that every literal is a lower-case prefix of the words matters.
+                let got = got.expect("literals");
+                assert!(
+                    got.iter().all(|l| b"volume 12 ".starts_with(l)),
+                    "{pattern}: {got:?}"
+                );
+            } else {
+                assert_eq!(got, want, "{pattern}");
+            }
+        }
+    }
+
+    #[test]
+    fn candidates_are_every_possible_match_and_few_others() {
+        use MatchLogic::{Regex, Text};
+        let (m, p) = prefilter(&[
+            (Text, "Service check 1 is CRITICAL"),
+            (Regex, r"(?i)volume 2 (degraded|failed)"),
+            (Text, "Service check 2 is CRITICAL"),
+            (Regex, r"\d+ errors?|warnings: \d+"),
+            (Regex, r"^\[product4\] (\S+) is down"),
+            (Text, "disk"),
+        ]);
+        // Only the literal-less regex is a candidate for unrelated text.
+        assert_eq!(found(&m, &p, "all quiet"), (vec![3], vec![]));
+        // Case is folded for candidates; the matchers decide (text policies are case-sensitive).
+        assert_eq!(
+            found(&m, &p, "service check 1 is critical; VOLUME 2 FAILED"),
+            (vec![0, 1, 3], vec![1])
+        );
+        assert_eq!(
+            found(&m, &p, "Service check 2 is CRITICAL, 3 errors on disk"),
+            (vec![2, 3, 5], vec![2, 3, 5])
+        );
+        // A literal that occurs, but not where the regex wants it, is only a candidate.
+        assert_eq!(
+            found(&m, &p, "seen: [product4] x is down"),
+            (vec![3, 4], vec![])
+        );
+        assert_eq!(
+            found(&m, &p, "[product4] nas1 is down"),
+            (vec![3, 4], vec![4])
+        );
+    }
+
+    #[test]
+    fn unicode_case_folding_is_kept() {
+        // (?i)k also matches the Kelvin sign, K: its literal keeps that variant.
+        let (m, p) = prefilter(&[
+            (MatchLogic::Regex, "(?i)kelvin"),
+            (MatchLogic::Regex, "(?i)ſtatus"),
+        ]);
+        assert_eq!(found(&m, &p, "\u{212A}ELVIN"), (vec![0], vec![0]));
+        assert_eq!(found(&m, &p, "STATUS"), (vec![1], vec![1]));
+        assert_eq!(found(&m, &p, "ſtatus"), (vec![1], vec![1]));
+    }
+
+    #[test]
+    fn no_policies_no_candidates() {
+        let p = Prefilter::new(&[]);
+        let mut found = vec![7];
+        p.candidates("anything", &mut found);
+        assert!(found.is_empty());
+    }
+}
