@@ -34,6 +34,8 @@ pub struct State {
     pub expects: Expects,
     /// The key probe tokens are signed with (`None` until first loaded).
     pub key: Option<Key>,
+    /// The `devices_version` the devices in `events` were read at.
+    pub devices_version: i64,
 }
 
 /// The state in force, shared by every session; replaced whole when it changes (empty until
@@ -53,27 +55,39 @@ impl Current {
     }
 }
 
-/// Loads the recipients and the policies in one snapshot, keeping `devices` when given (they
-/// have not changed since they were read); a policy that does not compile is left out with a
-/// warning. Compiling runs on a blocking thread: the sessions go on meanwhile.
-pub async fn load(pool: &Pool, devices: Option<Arc<Devices>>) -> Result<State, store::Error> {
+/// Devices in memory and the `devices_version` they were read at.
+pub type HeldDevices = (i64, Arc<Devices>);
+
+/// Loads the recipients and the policies in one snapshot, keeping the devices `held` when no
+/// statement has changed them since they were read; a policy that does not compile is left out
+/// with a warning. Compiling runs on a blocking thread: the sessions go on meanwhile.
+pub async fn load(pool: &Pool, held: Option<HeldDevices>) -> Result<State, store::Error> {
     let started = std::time::Instant::now();
-    let (router, model, key) = store::policies::load_serving(pool, devices.is_none()).await?;
-    let compiled =
-        tokio::task::spawn_blocking(move || compile(router, model, key, devices, started)).await;
-    Ok(compiled.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic())))
+    let read = store::policies::load_serving(pool, held.as_ref().map(|(v, _)| *v)).await?;
+    let kept = held
+        .filter(|(version, _)| *version == read.devices_version)
+        .map(|(_, devices)| devices);
+    match tokio::task::spawn_blocking(move || compile(read, kept, started)).await {
+        Ok(state) => Ok(state),
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => Err(store::Error::Stale(format!("compiling the policies: {e}"))),
+    }
 }
 
-/// The state made of what [`load`] read.
+/// The state made of what [`load`] read, with the devices `kept` when they are still current.
 fn compile(
-    router: Router,
-    model: store::policies::Model,
-    key: Key,
-    devices: Option<Arc<Devices>>,
+    read: store::policies::Serving,
+    kept: Option<Arc<Devices>>,
     started: std::time::Instant,
 ) -> State {
-    let devices_read = devices.is_none();
-    let devices = devices.unwrap_or_else(|| Arc::new(Devices::new(model.devices)));
+    let store::policies::Serving {
+        router,
+        model,
+        key,
+        devices_version,
+    } = read;
+    let devices_read = kept.is_none();
+    let devices = kept.unwrap_or_else(|| Arc::new(Devices::new(model.devices)));
     let (events, problems) =
         events::policies::Policies::with_devices(devices, model.originators, model.event_policies);
     for problem in problems {
@@ -117,6 +131,7 @@ fn compile(
         roundtrips: model.roundtrips,
         expects,
         key: Some(key),
+        devices_version,
     }
 }
 
@@ -151,11 +166,6 @@ pub async fn watch(
     }
 }
 
-/// Whether a notification naming `table` calls for the devices to be read again.
-fn reads_devices(table: &str) -> bool {
-    table == "devices" || table.is_empty()
-}
-
 /// One listening connection: LISTEN, load, then reload on each notification until it closes.
 async fn listen(
     url: &str,
@@ -170,8 +180,8 @@ async fn listen(
     let driver = tokio::spawn(async move {
         while let Some(message) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
             match message {
-                Ok(AsyncMessage::Notification(n)) => {
-                    if changed.send(n.payload().to_owned()).is_err() {
+                Ok(AsyncMessage::Notification(_)) => {
+                    if changed.send(()).is_err() {
                         break;
                     }
                 }
@@ -187,16 +197,13 @@ async fn listen(
     if let Some(loaded) = loaded.take() {
         let _ = loaded.send(());
     }
-    while let Some(table) = changes.recv().await {
+    while changes.recv().await.is_some() {
         // One `policy apply` notifies once per table it changed: reload once for all. The
-        // triggers name the table; the devices, the bulk of a large site's policies, are read
-        // again only when theirs changed (or when a notification names none, as one by hand).
-        let mut devices_changed = reads_devices(&table);
-        while let Ok(table) = changes.try_recv() {
-            devices_changed |= reads_devices(&table);
-        }
-        let kept = (!devices_changed).then(|| Arc::clone(current.get().events.devices()));
-        current.replace(load(pool, kept).await?);
+        // devices, the bulk of a large site's policies, are read again only when they changed.
+        while changes.try_recv().is_ok() {}
+        let now = current.get();
+        let held = (now.devices_version, Arc::clone(now.events.devices()));
+        current.replace(load(pool, Some(held)).await?);
     }
     match driver.await {
         Ok(Err(e)) => Err(e.into()),

@@ -126,6 +126,14 @@ impl LazyRegex {
         })
     }
 
+    /// `pattern`, compiled now.
+    pub fn compiled(pattern: &str) -> Result<LazyRegex, String> {
+        Ok(LazyRegex {
+            compiled: OnceLock::from(compile_regex(pattern)?),
+            pattern: pattern.to_owned(),
+        })
+    }
+
     /// The pattern.
     pub fn as_str(&self) -> &str {
         &self.pattern
@@ -146,11 +154,26 @@ impl std::ops::Deref for LazyRegex {
 }
 
 impl Matcher {
-    /// Compiles `pattern` as `logic` says (a regex with the size limits of every policy regex).
+    /// `pattern` as `logic` says; a regex parsed now, compiled (with the size limits of every
+    /// policy regex) when first used.
     pub fn new(logic: MatchLogic, pattern: &str) -> Result<Matcher, String> {
+        Matcher::made(logic, pattern, LazyRegex::new)
+    }
+
+    /// As [`Matcher::new`], a regex compiled now: one that will not compile is an error here.
+    pub fn compiled(logic: MatchLogic, pattern: &str) -> Result<Matcher, String> {
+        Matcher::made(logic, pattern, LazyRegex::compiled)
+    }
+
+    /// `pattern` as `logic` says, a regex made by `regex`.
+    fn made(
+        logic: MatchLogic,
+        pattern: &str,
+        regex: fn(&str) -> Result<LazyRegex, String>,
+    ) -> Result<Matcher, String> {
         Ok(match logic {
             MatchLogic::Text => Matcher::Text(pattern.to_owned()),
-            MatchLogic::Regex => Matcher::Regex(LazyRegex::new(pattern)?),
+            MatchLogic::Regex => Matcher::Regex(regex(pattern)?),
         })
     }
 
@@ -359,9 +382,10 @@ impl Devices {
 }
 
 impl Policies {
-    /// Compiles the policies. A policy that cannot be compiled (only possible when the database
-    /// was edited by hand: `policy apply` checks them) is left out, and reported; so is a scope
-    /// entry that names nothing (the policy is then tried for less, never for more).
+    /// Compiles the policies. A policy that cannot be compiled (a regex or template that does
+    /// not parse; only possible when the database was edited by hand: `policy apply` checks
+    /// them) is left out, and reported; so is a scope entry that names nothing (the policy is
+    /// then tried for less, never for more). Event policy regexes are compiled when first tried.
     pub fn new(
         devices: Vec<Device>,
         originators: Vec<Originator>,

@@ -1,12 +1,14 @@
 //! Which of many event policies' first match strings can match a text, found in one pass.
 //!
 //! Every policy contributes literals to one Aho–Corasick automaton (ASCII case folded): a text
-//! policy its string, a regex policy the literals each of its matches must start with (or, when
-//! those say nothing, end with). A policy one of whose literals occurs in the text is a
-//! candidate, which its own matcher then confirms; a regex whose matches share no literal is a
-//! candidate for every text. The cost per text is one scan plus the few candidates, however
+//! policy its string, a regex policy the literals each of its matches must start with or those
+//! each must end with, whichever are longer. A policy one of whose literals occurs in the text
+//! is a candidate, which its own matcher then confirms; a policy with no literal of two bytes
+//! or more (a regex whose matches share none) is a candidate for every text. The cost per text is one scan plus the few candidates, however
 //! many policies there are, and no policy's regex runs (or keeps a cache) unless the text holds
 //! its literal.
+
+use std::collections::HashMap;
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 use regex_syntax::hir::literal::{ExtractKind, Extractor};
@@ -17,13 +19,16 @@ use super::policies::Matcher;
 /// Most literals one policy may add; a regex that needs more is tried on every text instead.
 const MAX_LITERALS: usize = 64;
 
+/// Shortest literal worth searching for: one byte occurs in nearly every text.
+const MIN_LITERAL: usize = 2;
+
 /// The candidates among a list of matchers, by position in that list.
 #[derive(Debug, Default)]
 pub struct Prefilter {
-    /// Every literal, when there are any.
+    /// Every literal, each once, when there are any.
     automaton: Option<AhoCorasick>,
-    /// The position each of the automaton's literals stands for.
-    owners: Vec<u32>,
+    /// The positions each of the automaton's literals stands for.
+    owners: Vec<Vec<u32>>,
     /// The positions with no literals: candidates for every text.
     always: Vec<u32>,
 }
@@ -31,31 +36,46 @@ pub struct Prefilter {
 impl Prefilter {
     /// The prefilter of `matchers`, in order.
     pub fn new<'a>(matchers: impl IntoIterator<Item = &'a Matcher>) -> Prefilter {
-        let (mut literals, mut owners, mut always) = (Vec::new(), Vec::new(), Vec::new());
+        let mut p = Prefilter::default();
+        let mut literals: Vec<Vec<u8>> = Vec::new();
+        let mut index: HashMap<Vec<u8>, usize> = HashMap::new();
+        let mut count = 0;
         for (position, matcher) in matchers.into_iter().enumerate() {
             let position = u32::try_from(position).expect("fewer than 2^32 policies");
-            match required_literals(matcher) {
-                Some(found) => {
-                    owners.extend(std::iter::repeat_n(position, found.len()));
-                    literals.extend(found);
-                }
-                None => always.push(position),
+            count += 1;
+            let Some(found) = required_literals(matcher) else {
+                p.always.push(position);
+                continue;
+            };
+            for literal in found {
+                let i = *index.entry(literal.clone()).or_insert_with(|| {
+                    literals.push(literal);
+                    p.owners.push(Vec::new());
+                    literals.len() - 1
+                });
+                p.owners[i].push(position);
             }
         }
-        let automaton = (!literals.is_empty()).then(|| {
-            AhoCorasickBuilder::new()
-                .ascii_case_insensitive(true)
-                .match_kind(MatchKind::Standard)
-                // Not a DFA: thousands of literals make one of megabytes, built on each reload.
-                .kind(Some(AhoCorasickKind::ContiguousNFA))
-                .build(&literals)
-                .expect("literals of bounded length always build")
-        });
-        Prefilter {
-            automaton,
-            owners,
-            always,
+        if literals.is_empty() {
+            return p;
         }
+        let built = AhoCorasickBuilder::new()
+            .ascii_case_insensitive(true)
+            .match_kind(MatchKind::Standard)
+            // Not a DFA: thousands of literals make one of megabytes, built on each reload.
+            .kind(Some(AhoCorasickKind::ContiguousNFA))
+            .build(&literals);
+        match built {
+            Ok(automaton) => p.automaton = Some(automaton),
+            Err(why) => {
+                // Only a set of hand-written policies far past any real one's size: slower,
+                // never wrong.
+                tracing::warn!(%why, "event policies tried one by one");
+                p.owners.clear();
+                p.always = (0..count).collect();
+            }
+        }
+        p
     }
 
     /// The positions that may match `text`, ascending and each once, into `found` (cleared
@@ -64,11 +84,9 @@ impl Prefilter {
         found.clear();
         found.extend_from_slice(&self.always);
         if let Some(automaton) = &self.automaton {
-            found.extend(
-                automaton
-                    .find_overlapping_iter(text)
-                    .map(|m| self.owners[m.pattern().as_usize()]),
-            );
+            for m in automaton.find_overlapping_iter(text) {
+                found.extend_from_slice(&self.owners[m.pattern().as_usize()]);
+            }
         }
         found.sort_unstable();
         found.dedup();
@@ -79,7 +97,7 @@ impl Prefilter {
 /// `None` when there are none worth searching for (every text is then a candidate).
 fn required_literals(matcher: &Matcher) -> Option<Vec<Vec<u8>>> {
     let pattern = match matcher {
-        Matcher::Text(needle) if needle.is_empty() => return None,
+        Matcher::Text(needle) if needle.len() < MIN_LITERAL => return None,
         Matcher::Text(needle) => return Some(vec![needle.to_ascii_lowercase().into_bytes()]),
         Matcher::Regex(re) => re.as_str(),
     };
@@ -97,7 +115,7 @@ fn required_literals(matcher: &Matcher) -> Option<Vec<Vec<u8>>> {
         folded.sort_unstable();
         folded.dedup();
         let shortest = folded.iter().map(Vec::len).min().unwrap_or(0);
-        if shortest == 0 || folded.len() > MAX_LITERALS {
+        if shortest < MIN_LITERAL || folded.len() > MAX_LITERALS {
             continue;
         }
         // The kind whose shortest literal is longer finds fewer false candidates.
@@ -234,6 +252,25 @@ mod tests {
         assert_eq!(found(&m, &p, "\u{212A}ELVIN"), (vec![0], vec![0]));
         assert_eq!(found(&m, &p, "STATUS"), (vec![1], vec![1]));
         assert_eq!(found(&m, &p, "ſtatus"), (vec![1], vec![1]));
+    }
+
+    #[test]
+    fn a_literal_shared_is_searched_once_and_a_short_one_not_at_all() {
+        use MatchLogic::{Regex, Text};
+        let (m, p) = prefilter(&[
+            (Text, "disk"),
+            (Regex, r"(?i)disk \d+"),
+            (Text, "x"),
+            (Regex, r"Disk (\d+)"),
+        ]);
+        // "disk " (and the Unicode case variants of (?i)disk) once, for both regexes.
+        assert!(p.owners.contains(&vec![1, 3]), "{:?}", p.owners);
+        assert_eq!(p.always, [2]);
+        assert_eq!(
+            found(&m, &p, "Disk 4 and disk 5"),
+            (vec![0, 1, 2, 3], vec![0, 1, 3])
+        );
+        assert_eq!(found(&m, &p, "box"), (vec![2], vec![2]));
     }
 
     #[test]

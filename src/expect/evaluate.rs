@@ -64,7 +64,9 @@ impl Compiled {
     fn new(policy: ExpectPolicy) -> Result<Compiled, (String, String)> {
         let fail = |why: String| (policy.name.clone(), why);
         let logic = policy.match_logic;
-        let one = |pattern: &String| Matcher::new(logic, pattern);
+        // Compiled now, not when first used: a failure string that would never match must
+        // leave the policy out (with a warning), not let failures pass as successes.
+        let one = |pattern: &String| Matcher::compiled(logic, pattern);
         let many = |patterns: &[String]| patterns.iter().map(one).collect::<Result<Vec<_>, _>>();
         Ok(Compiled {
             schedule: Schedule::new(&policy.every).map_err(fail)?,

@@ -66,6 +66,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0012_alert_rates.sql",
         include_str!("../../sql/0012_alert_rates.sql"),
     ),
+    (
+        13,
+        "0013_devices_version.sql",
+        include_str!("../../sql/0013_devices_version.sql"),
+    ),
 ];
 
 /// Arbitrary key of the advisory lock that serialises concurrent `migrate` runs.

@@ -76,21 +76,43 @@ pub async fn load(pool: &Pool) -> Result<Model, Error> {
     Ok(model)
 }
 
+/// What `serve` holds in memory, read in one snapshot.
+#[derive(Debug)]
+pub struct Serving {
+    /// `valid_recipients`.
+    pub router: Router,
+    /// Every policy; no devices when those in memory are still current (see [`load_serving`]).
+    pub model: Model,
+    /// The key probe tokens are signed with.
+    pub key: Key,
+    /// How many statements have changed the devices (`devices_version`).
+    pub devices_version: i64,
+}
+
 /// Reads what `serve` holds in memory, in one snapshot: `valid_recipients`, every policy, and
-/// the key probe tokens are signed with. The devices only `with_devices` (a reload that knows
-/// they have not changed keeps those it has): else `Model::devices` is empty.
-pub async fn load_serving(pool: &Pool, with_devices: bool) -> Result<(Router, Model, Key), Error> {
+/// the key probe tokens are signed with. The devices are not read when `held` is the
+/// `devices_version` of those in memory and no statement has changed them since.
+pub async fn load_serving(pool: &Pool, held: Option<i64>) -> Result<Serving, Error> {
     let mut client = pool.get().await?;
     let tx = snapshot(&mut client).await?;
     let router = recipients::read(&*tx).await?;
-    let model = read_tables(&*tx, with_devices).await?;
+    let devices_version: i64 = tx
+        .query_one("SELECT version FROM devices_version", &[])
+        .await?
+        .get(0);
+    let model = read_tables(&*tx, held != Some(devices_version)).await?;
     let key = Key::new(
         tx.query_one("SELECT key FROM roundtrip_key", &[])
             .await?
             .get(0),
     );
     tx.commit().await?;
-    Ok((router, model, key))
+    Ok(Serving {
+        router,
+        model,
+        key,
+        devices_version,
+    })
 }
 
 /// A read-only transaction that sees one snapshot throughout.
@@ -105,11 +127,12 @@ async fn snapshot(
         .await?)
 }
 
-/// How many devices [`devices`] reads per query.
-const DEVICES_PER_READ: i64 = 5_000;
+/// How many devices [`devices`] fetches at a time.
+const DEVICES_PER_FETCH: usize = 5_000;
 
-/// Every device, by id, read a page at a time: the rows of 100,000 devices at once would take
-/// several times the memory of the devices themselves.
+/// Every device, by id, fetched a few thousand at a time through a cursor (one snapshot, in a
+/// transaction of any isolation level): the rows of 100,000 devices at once would take several
+/// times the memory of the devices themselves.
 async fn devices(client: &impl GenericClient) -> Result<Vec<Device>, Error> {
     // Sized once: growing by doubling would hold up to twice the devices' memory meanwhile.
     let count: i64 = client
@@ -117,24 +140,27 @@ async fn devices(client: &impl GenericClient) -> Result<Vec<Device>, Error> {
         .await?
         .get(0);
     let mut devices: Vec<Device> = Vec::with_capacity(usize::try_from(count).unwrap_or(0));
+    client
+        .batch_execute(
+            "DECLARE mailops_devices NO SCROLL CURSOR FOR
+                 SELECT id, name, ip, organization FROM devices ORDER BY id",
+        )
+        .await?;
+    let fetch = format!("FETCH {DEVICES_PER_FETCH} FROM mailops_devices");
     loop {
-        let after = devices.last().map_or(i64::MIN, |d| d.id);
-        let rows = client
-            .query(
-                "SELECT id, name, ip, organization FROM devices WHERE id > $1 ORDER BY id LIMIT $2",
-                &[&after, &DEVICES_PER_READ],
-            )
-            .await?;
+        let rows = client.query(&fetch, &[]).await?;
         devices.extend(rows.iter().map(|r| Device {
             id: r.get("id"),
             name: r.get("name"),
             ip: r.get("ip"),
             organization: r.get("organization"),
         }));
-        if (rows.len() as i64) < DEVICES_PER_READ {
-            return Ok(devices);
+        if rows.len() < DEVICES_PER_FETCH {
+            break;
         }
     }
+    client.batch_execute("CLOSE mailops_devices").await?;
+    Ok(devices)
 }
 
 /// Reads every policy table through `client` (a transaction, for a consistent view).
