@@ -132,7 +132,7 @@ impl Problems {
     }
 
     /// One line per problem, each starting with its entry's label, in file order.
-    pub(crate) fn finish(mut self, labels: &Labels) -> Vec<String> {
+    pub(crate) fn finish(mut self, labels: &mut Labels) -> Vec<String> {
         self.list.sort_by_key(|(at, _)| *at);
         self.list
             .into_iter()
@@ -146,30 +146,21 @@ impl Problems {
 
 /// How problems name entries: `device "nas1"`, `originator "a@b.c" (entry 3)`,
 /// `event_policy (entry 2)` when the name is missing; the entry number is added whenever the
-/// name alone is ambiguous, and always for originators, whose order matters.
+/// name alone is ambiguous, and always for originators, whose order matters. Only the entries a
+/// problem names get a label: a file of 100,000 devices usually has none.
 #[derive(Debug, Default)]
-pub(crate) struct Labels(HashMap<(Kind, usize), String>);
+pub(crate) struct Labels {
+    /// Each kind's keys (name or address, when present), in order.
+    keys: HashMap<Kind, Vec<Option<String>>>,
+    /// How many entries of a kind share each key, folded; counted when first needed.
+    counts: HashMap<Kind, HashMap<String, usize>>,
+}
 
 impl Labels {
-    /// Labels for entries whose keys (name or address, when present) are given in order.
+    /// Keeps the keys (name or address, when present) of one kind's entries, given in order.
     pub(super) fn add(&mut self, kind: Kind, keys: &[Option<&str>]) {
-        let mut seen: HashMap<String, usize> = HashMap::new();
-        for key in keys.iter().flatten() {
-            *seen.entry(kind.fold(key)).or_default() += 1;
-        }
-        for (index, key) in keys.iter().enumerate() {
-            let label = match key {
-                Some(key) if !key.trim().is_empty() => {
-                    if kind == Kind::Originator || seen[&kind.fold(key)] > 1 {
-                        format!("{} {key:?} (entry {})", kind.key(), index + 1)
-                    } else {
-                        format!("{} {key:?}", kind.key())
-                    }
-                }
-                _ => format!("{} (entry {})", kind.key(), index + 1),
-            };
-            self.0.insert((kind, index), label);
-        }
+        let keys = keys.iter().map(|k| k.map(str::to_owned)).collect();
+        self.keys.insert(kind, keys);
     }
 
     /// Labels for a file's entries.
@@ -201,12 +192,50 @@ impl Labels {
         labels
     }
 
-    fn get(&self, kind: Kind, index: usize) -> String {
-        self.0
-            .get(&(kind, index))
-            .cloned()
-            .unwrap_or_else(|| format!("{} (entry {})", kind.key(), index + 1))
+    /// The label of entry `index` of `kind`.
+    fn get(&mut self, kind: Kind, index: usize) -> String {
+        let keys = self.keys.get(&kind).map_or(&[][..], Vec::as_slice);
+        let key = keys.get(index).and_then(Option::as_deref);
+        let Some(key) = key.filter(|k| !k.trim().is_empty()) else {
+            return format!("{} (entry {})", kind.key(), index + 1);
+        };
+        let counts = self.counts.entry(kind).or_insert_with(|| {
+            let mut counts: HashMap<String, usize> = HashMap::new();
+            for key in keys.iter().flatten() {
+                *counts.entry(kind.fold(key)).or_default() += 1;
+            }
+            counts
+        });
+        if kind == Kind::Originator || counts[&kind.fold(key)] > 1 {
+            format!("{} {key:?} (entry {})", kind.key(), index + 1)
+        } else {
+            format!("{} {key:?}", kind.key())
+        }
     }
+}
+
+/// Why each of `patterns` that does not compile does not, compiled on every core: compiling
+/// is most of checking a file of thousands of regex policies.
+fn invalid_regexes(patterns: Vec<&str>) -> HashMap<&str, String> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let share = patterns.len().div_ceil(threads).max(1);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = patterns
+            .chunks(share)
+            .map(|chunk| {
+                scope.spawn(move || {
+                    let failed = chunk
+                        .iter()
+                        .filter_map(|p| Some((*p, compile_regex(p).err()?)));
+                    failed.collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let results = workers
+            .into_iter()
+            .map(|w| w.join().expect("compiling never panics"));
+        results.flatten().collect()
+    })
 }
 
 /// The value checks of devices, originators and event policies.
@@ -263,6 +292,12 @@ pub(crate) fn check(entries: &Entries, problems: &mut Problems) {
     }
 
     let mut names = Seen::new(Kind::EventPolicy);
+    let regexes = entries
+        .event_policies
+        .iter()
+        .filter(|(_, p)| p.match_logic == MatchLogic::Regex)
+        .flat_map(|(_, p)| std::iter::once(&p.first_match).chain(&p.second_match));
+    let invalid = invalid_regexes(regexes.map(String::as_str).collect());
     for (i, p) in &entries.event_policies {
         let mut at = |text: String| problems.entry(Kind::EventPolicy, *i, text);
         unique_name(&p.name, &mut names, *i, &mut at);
@@ -281,8 +316,8 @@ pub(crate) fn check(entries: &Entries, problems: &mut Problems) {
             match value {
                 Some(v) if v.is_empty() => at(format!("{field}: must not be empty")),
                 Some(v) if p.match_logic == MatchLogic::Regex => {
-                    if let Err(why) = compile_regex(v) {
-                        at(format!("{field}: invalid regex: {}", indent(&why)));
+                    if let Some(why) = invalid.get(v.as_str()) {
+                        at(format!("{field}: invalid regex: {}", indent(why)));
                     }
                 }
                 _ => {}

@@ -514,7 +514,7 @@ impl PolicyFile {
         if let Some(inbound) = inbound {
             check_destinations(&entries.ticket_policies, inbound, &mut problems);
         }
-        problems.finish(&Labels::of(self))
+        problems.finish(&mut Labels::of(self))
     }
 
     /// The file as TOML, in the format [`PolicyFile::parse`] reads.

@@ -233,7 +233,7 @@ pub(crate) fn plan(
     if problems.is_empty() {
         Ok(plan)
     } else {
-        Err(problems.finish(&Labels::of(file)))
+        Err(problems.finish(&mut Labels::of(file)))
     }
 }
 

@@ -165,7 +165,7 @@ fn entries(mut table: toml::Table) -> Result<PolicyFile, Vec<String>> {
     }
     entries.check(&mut problems);
     if !problems.is_empty() {
-        return Err(problems.finish(&labels));
+        return Err(problems.finish(&mut labels));
     }
     Ok(entries.into_file())
 }
