@@ -2,16 +2,18 @@
 //!
 //! Every policy contributes literals to one Aho–Corasick automaton (ASCII case folded): a text
 //! policy its string, a regex policy the literals each of its matches must start with or those
-//! each must end with, whichever are longer. A policy one of whose literals occurs in the text
-//! is a candidate, which its own matcher then confirms; a policy with no literal of two bytes
-//! or more (a regex whose matches share none) is a candidate for every text. The cost per text is one scan plus the few candidates, however
-//! many policies there are, and no policy's regex runs (or keeps a cache) unless the text holds
-//! its literal.
+//! each must end with, whichever are longer (a case-insensitive letter counts as a literal
+//! one). A policy one of whose literals occurs in the text is a candidate, which its own matcher
+//! then confirms; a policy with no literal of two bytes or more (a regex whose matches share
+//! none) is a candidate for every text. The cost per text is one scan plus the few candidates,
+//! however many policies there are, and no policy's regex runs (or keeps a cache) unless the
+//! text holds its literal.
 
 use std::collections::HashMap;
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 use regex_syntax::hir::literal::{ExtractKind, Extractor};
+use regex_syntax::hir::{Class, Hir, HirKind};
 
 use super::model::parse_regex;
 use super::policies::Matcher;
@@ -101,7 +103,7 @@ fn required_literals(matcher: &Matcher) -> Option<Vec<Vec<u8>>> {
         Matcher::Text(needle) => return Some(vec![needle.to_ascii_lowercase().into_bytes()]),
         Matcher::Regex(re) => re.as_str(),
     };
-    let hir = parse_regex(pattern).ok()?;
+    let hir = fold_ascii_case(parse_regex(pattern).ok()?);
     let mut best: Option<Vec<Vec<u8>>> = None;
     for kind in [ExtractKind::Prefix, ExtractKind::Suffix] {
         let seq = Extractor::new().kind(kind).extract(&hir);
@@ -127,6 +129,51 @@ fn required_literals(matcher: &Matcher) -> Option<Vec<Vec<u8>>> {
         }
     }
     best
+}
+
+/// `hir` with each class of exactly an ASCII letter's two cases (what `(?i)` makes of most
+/// letters) turned into the lower-case letter. The automaton folds ASCII case itself, and the
+/// extractor, which multiplies out every class, would otherwise give up after a few letters of a
+/// case-insensitive regex (`(?i)temperature sensor 12` would leave only `tempera`, shared by
+/// every such policy). A class with more (`(?i)k` also holds the Kelvin sign) stays a class.
+fn fold_ascii_case(hir: Hir) -> Hir {
+    let folded = |subs: Vec<Hir>| subs.into_iter().map(fold_ascii_case).collect();
+    match hir.into_kind() {
+        HirKind::Class(class) => match ascii_letter_cases(&class) {
+            Some(lower) => Hir::literal([lower]),
+            None => Hir::class(class),
+        },
+        HirKind::Concat(subs) => Hir::concat(folded(subs)),
+        HirKind::Alternation(subs) => Hir::alternation(folded(subs)),
+        HirKind::Repetition(mut repetition) => {
+            repetition.sub = Box::new(fold_ascii_case(*repetition.sub));
+            Hir::repetition(repetition)
+        }
+        HirKind::Capture(mut capture) => {
+            capture.sub = Box::new(fold_ascii_case(*capture.sub));
+            Hir::capture(capture)
+        }
+        HirKind::Literal(literal) => Hir::literal(literal.0),
+        HirKind::Look(look) => Hir::look(look),
+        HirKind::Empty => Hir::empty(),
+    }
+}
+
+/// The lower-case letter when `class` is exactly its two ASCII cases.
+fn ascii_letter_cases(class: &Class) -> Option<u8> {
+    let (upper, lower) = match class {
+        Class::Unicode(c) => match c.ranges() {
+            [a, b] if a.start() == a.end() && b.start() == b.end() => {
+                (u8::try_from(a.start()).ok()?, u8::try_from(b.start()).ok()?)
+            }
+            _ => return None,
+        },
+        Class::Bytes(c) => match c.ranges() {
+            [a, b] if a.start() == a.end() && b.start() == b.end() => (a.start(), b.start()),
+            _ => return None,
+        },
+    };
+    (upper.is_ascii_uppercase() && lower == upper.to_ascii_lowercase()).then_some(lower)
 }
 
 #[cfg(test)]
@@ -170,12 +217,22 @@ mod tests {
                 r"Job (failed|aborted)",
                 Some(vec!["job aborted", "job failed"]),
             ),
-            // Case-insensitive: its case variants fold to one literal (a prefix of it, as the
-            // extractor shortens long variant lists).
+            // Case-insensitive: the cases of a letter are one literal letter, except where
+            // (?i) adds a letter beyond ASCII (ſ is an s).
             (
                 Regex,
                 r"(?i)volume 12 (degraded|failed)",
-                Some(vec!["volu"]),
+                Some(vec!["volume 12 degraded", "volume 12 failed"]),
+            ),
+            (
+                Regex,
+                r"(?i)temperature sensor 12 .* (critical|warning)",
+                Some(vec![
+                    "temperature sensor 12 ",
+                    "temperature senſor 12 ",
+                    "temperature ſensor 12 ",
+                    "temperature ſenſor 12 ",
+                ]),
             ),
             // Anchors and classes end a prefix; a leading .* leaves only the suffix.
             (
@@ -196,16 +253,7 @@ mod tests {
             let got = required_literals(&matcher);
             let want: Option<Vec<Vec<u8>>> =
                 want.map(|w| w.iter().map(|l| l.as_bytes().to_vec()).collect());
-            if pattern.starts_with("(?i)") {
-                // Only that every literal is a lower-case prefix of the words matters.
-                let got = got.expect("literals");
-                assert!(
-                    got.iter().all(|l| b"volume 12 ".starts_with(l)),
-                    "{pattern}: {got:?}"
-                );
-            } else {
-                assert_eq!(got, want, "{pattern}");
-            }
+            assert_eq!(got, want, "{pattern}");
         }
     }
 
@@ -240,6 +288,58 @@ mod tests {
             found(&m, &p, "[product4] nas1 is down"),
             (vec![3, 4], vec![4])
         );
+    }
+
+    #[test]
+    fn case_insensitive_policies_sharing_words_are_told_apart() {
+        let (m, p) = prefilter(&[
+            (
+                MatchLogic::Regex,
+                "(?i)temperature sensor 1 is (critical|warning)",
+            ),
+            (
+                MatchLogic::Regex,
+                "(?i)temperature sensor 2 is (critical|warning)",
+            ),
+        ]);
+        assert_eq!(
+            found(&m, &p, "TEMPERATURE SENSOR 2 is Critical"),
+            (vec![1], vec![1])
+        );
+        assert_eq!(
+            found(&m, &p, "temperature ſensor 1 is warning"),
+            (vec![0], vec![0])
+        );
+        assert_eq!(found(&m, &p, "Temperature sensors OK"), (vec![], vec![]));
+    }
+
+    #[test]
+    fn every_case_variant_of_a_match_is_a_candidate() {
+        use MatchLogic::Regex;
+        let (m, p) = prefilter(&[
+            (Regex, "(?i)disk status: (ok|failed)"),
+            (Regex, "(?i-u)backup of [a-z]+ failed"),
+            (Regex, "(?i)UPS on battery"),
+            (Regex, "[Ss]mart check (passed|failed)"),
+        ]);
+        for text in [
+            "DISK STATUS: OK",
+            "disk ſtatus: Failed",
+            "Dis\u{212A} Status: ok",
+            "Backup of DB FAILED",
+            "ups ON BATTERY",
+            "smart check passed",
+            "Smart check failed",
+        ] {
+            let mut candidates = Vec::new();
+            p.candidates(text, &mut candidates);
+            let matching: Vec<u32> = (0..4).filter(|&i| m[i as usize].is_match(text)).collect();
+            assert!(!matching.is_empty(), "{text}");
+            assert!(
+                matching.iter().all(|i| candidates.contains(i)),
+                "{text}: {matching:?} not all in {candidates:?}"
+            );
+        }
     }
 
     #[test]
