@@ -5,7 +5,7 @@
 mod keys;
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::support;
 use crate::support::db::TestDb;
@@ -28,6 +28,9 @@ async fn serve(db: &TestDb, alert_message: &str) -> Serve {
     .await;
     Serve { addr, _stop: stop }
 }
+
+/// How long serve gets to reload changed policies.
+const RELOAD: Duration = Duration::from_secs(10);
 
 const POLICIES: &str = "
 INSERT INTO devices (id, name, ip) VALUES (1, 'ups1.example.com', '10.6.1.30'), (2, 'nas1.example.com', NULL);
@@ -298,26 +301,15 @@ async fn policies_changed_while_serving_apply_to_the_next_mail() {
         .await
         .expect("new policy");
     // serve reloads on NOTIFY; wait until the next mail raises the new event.
-    let deadline = Instant::now() + Duration::from_secs(10);
     let mut n = 0;
-    loop {
+    support::wait_until("the new policy to be used", RELOAD, async || {
         n += 1;
-        send(
-            &s,
-            None,
-            &alert(
-                &format!("p2-{n}"),
-                "UPS nas1.example.com overheating",
-                "temperature 62C",
-            ),
-        )
-        .await;
-        if !events(&db).await.is_empty() {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the new policy was never used");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        let id = format!("p2-{n}");
+        let overheating = alert(&id, "UPS nas1.example.com overheating", "temperature 62C");
+        send(&s, None, &overheating).await;
+        !events(&db).await.is_empty()
+    })
+    .await;
     assert_eq!(
         events(&db).await,
         [ev(
@@ -335,22 +327,14 @@ async fn policies_changed_while_serving_apply_to_the_next_mail() {
         .batch_execute("INSERT INTO devices (id, name) VALUES (1000, 'nas2.example.com')")
         .await
         .expect("new device");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    support::wait_until("the new device to be found", RELOAD, async || {
         n += 1;
         let id = format!("p3-{n}");
-        send(
-            &s,
-            None,
-            &alert(&id, "UPS nas2.example.com overheating", "temperature 70C"),
-        )
-        .await;
-        if events(&db).await.len() == 2 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the new device was never found");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        let overheating = alert(&id, "UPS nas2.example.com overheating", "temperature 70C");
+        send(&s, None, &overheating).await;
+        events(&db).await.len() == 2
+    })
+    .await;
     let on: Vec<String> = db
         .client()
         .await

@@ -7,7 +7,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::support;
 use crate::support::db::TestDb;
@@ -64,17 +64,8 @@ fn stop(mut child: Child, output: &Path) -> String {
     std::fs::read_to_string(output).expect("output")
 }
 
-/// Polls `done` for up to 20 s.
-async fn wait_until<F: std::future::Future<Output = bool>>(
-    what: &str,
-    mut done: impl FnMut() -> F,
-) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !done().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
+/// How long serve gets to do what a test waits for.
+const WITHIN: Duration = Duration::from_secs(20);
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_lmtp_socket_is_only_for_postfixs_group_whatever_the_umask() {
@@ -97,7 +88,7 @@ async fn the_lmtp_socket_is_only_for_postfixs_group_whatever_the_umask() {
     // umask 000: bind(2) alone would make the socket 0777, writable by anyone.
     let output = dir.join("serve.log");
     let serve = spawn(&file, &["serve"], 0o000, "info", &output);
-    wait_until("the socket", || async {
+    support::wait_until("the socket", WITHIN, async || {
         std::os::unix::net::UnixStream::connect(&socket).is_ok()
     })
     .await;
@@ -251,7 +242,7 @@ async fn secrets_never_reach_the_output_even_at_trace_level() {
             .expect("queued");
         let output = dir.join("serve.log");
         let serve = spawn(&file, &["serve"], 0o022, "trace", &output);
-        wait_until("a failed attempt", || async {
+        support::wait_until("a failed attempt", WITHIN, async || {
             let row = db
                 .client()
                 .await
@@ -269,17 +260,10 @@ async fn secrets_never_reach_the_output_even_at_trace_level() {
         let text = std::fs::read_to_string(&file).expect("config");
         std::fs::write(&file, text.replace(&url, &refusing_db)).expect("config");
         let serve = spawn(&file, &["serve"], 0o022, "trace", &output);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !std::fs::read_to_string(&output)
-            .expect("output")
-            .contains("database not ready")
-        {
-            assert!(
-                Instant::now() < deadline,
-                "serve did not retry the database"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        support::wait_until("serve to retry the database", WITHIN, async || {
+            text_of(&output).contains("database not ready")
+        })
+        .await;
         s.assert_absent("serve without a database", &stop(serve, &output));
         let (ok, text) = run(&file, &["migrate"], &dir);
         assert!(!ok, "{text}");
