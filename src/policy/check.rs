@@ -214,9 +214,12 @@ impl Labels {
     }
 }
 
-/// Why each of `patterns` that does not compile does not, compiled on every core: compiling
-/// is most of checking a file of thousands of regex policies.
-fn invalid_regexes(patterns: Vec<&str>) -> HashMap<&str, String> {
+/// Why each of `patterns` that does not compile does not, compiled on every core and each
+/// once (policies often share a second match string): compiling is most of checking a file of
+/// thousands of regex policies.
+fn invalid_regexes(mut patterns: Vec<&str>) -> HashMap<&str, String> {
+    patterns.sort_unstable();
+    patterns.dedup();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let share = patterns.len().div_ceil(threads).max(1);
     std::thread::scope(|scope| {
